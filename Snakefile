@@ -55,4 +55,6 @@ rule all:
     input:
         table_outputs(),
         plot_outputs(),
+        verify_outputs(),  # also when the campaign asks for no table or figure
+        eval_outputs(),
         expand(f"{RESULTS}/specs/{{model}}/instances.csv", model=[m.id for m in MODELS]),

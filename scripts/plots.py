@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Rule plots: the figures the campaign config names (`plots`), each as PNG and PDF plus a JSON
-sidecar with its provenance, from the campaign's merged records, metrics and transform reports."""
+sidecar with its provenance, from the campaign's merged records, metrics, transform reports and
+score files."""
 
 import argparse
 
@@ -10,7 +11,7 @@ from vfbench.scripting import run
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     from vfbench.plots import build_plots
-    from vfbench.tables import add_results_arguments, load_results_from_arguments
+    from vfbench.results import add_results_arguments, load_results_from_arguments
 
     add_results_arguments(p)
     args = p.parse_args()

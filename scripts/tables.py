@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Rule tables: the tables the campaign config names (`tables`), each as CSV, Markdown and LaTeX
-plus a JSON sidecar with its provenance, from the campaign's merged records and metrics."""
+plus a JSON sidecar with its provenance, from the campaign's merged records, metrics, transform
+reports and score files."""
 
 import argparse
 
@@ -9,7 +10,8 @@ from vfbench.scripting import run
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    from vfbench.tables import add_results_arguments, build_tables, load_results_from_arguments
+    from vfbench.results import add_results_arguments, load_results_from_arguments
+    from vfbench.tables import build_tables
 
     add_results_arguments(p)
     args = p.parse_args()

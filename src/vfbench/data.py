@@ -499,7 +499,7 @@ def _make_source(name: str, entry: dict):
         raise VfbenchError(f"dataset {name!r}: unknown source {kind!r} "
                            f"(known: {', '.join(SOURCES)})")
     cls = SOURCES[kind]
-    options = {k: v for k, v in entry.items() if k != "source"}
+    options = {k: v for k, v in entry.items() if k not in ("source", "subset")}
     allowed = {f.name for f in fields(cls)}
     unknown = sorted(set(options) - allowed)
     if unknown:
@@ -519,10 +519,79 @@ def _make_source(name: str, entry: dict):
     return kind, source
 
 
+@dataclass
+class Subset:
+    """``subset`` of any data entry: the first ``train`` / ``test`` images of a seeded
+    class-stratified draw from each split (null: the whole split). For CPU-sized campaigns on
+    the large datasets; the card records the indices' hashes."""
+
+    train: int | None = None
+    test: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        for key in ("train", "test"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 1):
+                raise VfbenchError(f"option 'subset.{key}' must be a positive integer or null, "
+                                   f"got {value!r}")
+        _check_type("subset.seed", self.seed, int, "an integer")
+
+
+def _subset(entry: dict, name: str) -> Subset | None:
+    options = entry.get("subset")
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise VfbenchError(f"dataset {name!r}: 'subset' must be a mapping like "
+                           f"{{train: 10000, test: 1000}}, got {options!r}")
+    unknown = sorted(set(options) - {f.name for f in fields(Subset)})
+    if unknown:
+        raise VfbenchError(f"dataset {name!r}: unknown subset option(s) {unknown} "
+                           f"(allowed: train, test, seed)")
+    try:
+        return Subset(**options)
+    except VfbenchError as exc:
+        raise VfbenchError(f"dataset {name!r}: {exc}") from exc
+
+
+def stratified_subset(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` indices into ``y`` keeping its class proportions (largest remainders), in a
+    seeded random order so that the first images are not all of one class."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * size / len(y)
+    take = np.floor(quota).astype(int)
+    take[np.argsort(quota - take)[::-1][:size - take.sum()]] += 1
+    chosen = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take,
+                                                                           strict=True)]
+    return rng.permutation(np.concatenate(chosen))
+
+
+def apply_subset(fetched: Fetched, subset: Subset, name: str) -> Fetched:
+    """``fetched`` cut down to ``subset``; the split record says how."""
+    arrays, record = dict(fetched.arrays), {"seed": subset.seed}
+    for split in SPLITS:
+        size = getattr(subset, split)
+        if size is None:
+            continue
+        y = arrays[f"y_{split}"]
+        if size > len(y):
+            raise VfbenchError(f"dataset {name!r}: subset.{split} = {size} but the {split} "
+                               f"split has only {len(y)} images")
+        idx = stratified_subset(y, size, subset.seed + SPLITS.index(split))
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = arrays[f"x_{split}"][idx], y[idx]
+        record[split] = {"size": size, "of": len(y), "indices_sha256": _index_hash(idx)}
+    return Fetched(arrays=arrays, source=fetched.source, files=fetched.files,
+                   split={**fetched.split, "subset": record})
+
+
 def check_data_entry(name: str, entry: dict) -> dict:
     """Validate a config ``data`` entry; returns it resolved, every option with its default."""
     kind, source = _make_source(name, entry)
-    return {"source": kind, **asdict(source)}
+    subset = _subset(entry, name)
+    return {"source": kind, **asdict(source), **({"subset": asdict(subset)} if subset else {})}
 
 
 # --------------------------------------------------------------------------------------------
@@ -599,10 +668,14 @@ def fetch_dataset(name: str, entry: dict, out_npz: str | Path, out_card: str | P
                   cache_dir: str | Path) -> dict:
     """Fetch dataset ``name`` as its config ``entry`` says; write the npz and the card
     (both atomically, nothing on any error) and return the card."""
-    kind, source = _make_source(name, entry)
+    resolved = check_data_entry(name, entry)
+    _, source = _make_source(name, entry)
     fetched = source.fetch(name, Path(cache_dir))
     check_arrays(fetched.arrays, f"dataset {name!r} from {fetched.source}")
-    card = make_card(name, {"source": kind, **asdict(source)}, fetched)
+    subset = _subset(entry, name)
+    if subset is not None:
+        fetched = apply_subset(fetched, subset, name)
+    card = make_card(name, resolved, fetched)
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, **{k: fetched.arrays[k] for k in ARRAY_NAMES})  # uncompressed: fast loads
     write_json(out_card, card)

@@ -49,7 +49,8 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
                 seq._modules[first] = _folded_layer(layer, bn)
                 seq._modules[second] = nn.Identity()
                 folded += 1
-    leftover = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    leftover = [n for n, m in model.named_modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if leftover:
         raise VfbenchError(f"BatchNorm layers not directly after a Linear/Conv2d: {leftover}")
     return model, folded

@@ -44,8 +44,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically, keys in insertion order: a report's sites stay in network order (body.10
+    after body.9), as the figures and tables that read them expect."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from vfbench.config import expand_models, format_eps, n_shards, shard_bounds, verifiers_for
 
-PLOTS = ("time_threshold", "unstable_by_site")
 TABLE_FORMATS = ("csv", "md", "tex")
 
 
@@ -52,6 +51,8 @@ class Plan:
 
 def make_plan(config: dict) -> Plan:
     """The plan of a validated config (`vfbench.config.load_config` / `validate_config`)."""
+    from vfbench.plots import plot_entries
+    from vfbench.tables import table_entries
     from vfbench.transforms import needs_scores, resolve_transform_entry
 
     results = f"{config['results_dir']}/{config['campaign']}"
@@ -75,8 +76,8 @@ def make_plan(config: dict) -> Plan:
         for e in m.eps
     ]
     tables = [f"{results}/tables/{name}.{ext}"
-              for name in config["tables"] for ext in TABLE_FORMATS]
-    plots = [f"{results}/plots/{name}.png" for name in PLOTS]
+              for name in table_entries(config) for ext in TABLE_FORMATS]
+    plots = [f"{results}/plots/{name}.png" for name in plot_entries(config)]
 
     n_models = len(models)
     plan = Plan(
@@ -100,8 +101,9 @@ def make_plan(config: dict) -> Plan:
         "make_instances": n_models,
         "verify_shard": len(merged) * shards,
         "merge_verify": len(merged),
-        "tables": 1,
-        "plots": 1,
+        # one job each, none when the campaign asks for no table / figure (no outputs, no target)
+        "tables": int(bool(tables)),
+        "plots": int(bool(plots)),
         "all": 1,
     }
     plan.jobs = {rule: n for rule, n in plan.jobs.items() if n}

@@ -22,12 +22,11 @@ from matplotlib.figure import Figure
 from vfbench import metrics
 from vfbench.errors import VfbenchError
 from vfbench.io import atomic_path, write_json
+from vfbench.results import CampaignResults, parse_model_id
 from vfbench.tables import (
-    CampaignResults,
     campaign_provenance,
     cell_value,
     labelled,
-    parse_model_id,
     pick_eps,
     pick_verifier,
     provenance_line,
@@ -194,10 +193,10 @@ def _mask_image(mask: np.ndarray, shape: list[int]) -> np.ndarray:
 
 
 def _report_sites(report: Mapping, where: str) -> dict[str, dict]:
-    """The per-site fields read from a transform's report.json: ``sites: {name: {shape, mask,
-    n_grafted, a, b, a_values, b_values}}`` -- ``mask`` 0/1 (site-shaped nested list), ``a`` and
-    ``b`` summary statistics ({mean, std, ...}) of the grafted neurons' slopes and intercepts,
-    and, for sites small enough, every grafted neuron's value in ``a_values`` / ``b_values``."""
+    """The per-site fields read from a transform's report.json (vfbench.transforms.report):
+    ``sites: {name: {shape, mask, slope, intercept, n_grafted, a, b}}`` -- ``mask`` 0/1 and
+    ``slope`` / ``intercept`` flat lists over the site's neurons, ``a`` and ``b`` summary
+    statistics ({mean, std, ...}) of the grafted neurons' slopes and intercepts."""
     sites = report.get("sites")
     if not isinstance(sites, Mapping):
         raise VfbenchError(f"{where}: report.json has no 'sites' mapping")
@@ -215,10 +214,12 @@ def _report_sites(report: Mapping, where: str) -> dict[str, dict]:
 
 
 def _draw_slopes(ax, site: dict) -> None:
-    """Intercept over slope of a site's grafted neurons: every neuron when the report lists them,
-    else the mean with one standard deviation."""
-    if site.get("a_values") is not None and site.get("b_values") is not None:
-        ax.scatter(site["a_values"], site["b_values"], s=4, alpha=0.5)
+    """Intercept over slope of a site's grafted neurons: every neuron when the report lists the
+    values, else the mean with one standard deviation."""
+    grafted = site["mask"] > 0.5
+    if site.get("slope") is not None and site.get("intercept") is not None:
+        ax.scatter(np.asarray(site["slope"], dtype=float)[grafted],
+                   np.asarray(site["intercept"], dtype=float)[grafted], s=4, alpha=0.5)
     elif (site.get("a") or {}).get("mean") is not None:
         a, b = site["a"], site["b"]
         ax.errorbar([a["mean"]], [b["mean"]], xerr=[a["std"]], yerr=[b["std"]], fmt="o")
@@ -249,6 +250,183 @@ def grafting_masks(results: CampaignResults, options: dict) -> Figure:
         bottom.set_xticks([])
         bottom.set_yticks([])
     fig.suptitle(f"Grafting masks and (a, b): {'/'.join(key)}")
+    return fig
+
+
+# --- paper 000 Figures 2 and 5: r_s over r_u, and the neurons each criterion selected ----------
+
+SCORE_KINDS = ("instability", "significance")  # the keys of a report's ``scores``
+QUADRANTS = ("I", "II", "III", "IV")
+CRITERION_LABELS = {"decay": r"$\gamma r_u - r_s$, $\gamma$ decays", "neg_rs": r"$-r_s$",
+                    "ru_minus_rs": r"$r_u - r_s$", "2ru_minus_rs": r"$2r_u - r_s$",
+                    "ru": r"$r_u$", "random": "random"}
+_MARKERS = ("o", "^", "*", "D", "s", "v", "P", "X")
+
+
+def quadrant_counts(r_u: np.ndarray, r_s: np.ndarray) -> dict[str, int]:
+    """Neurons per quadrant of paper 000 Fig. 2 (a score of 0.5 or more is high): I insignificant
+    and stable, II significant and stable, III significant and unstable, IV insignificant and
+    unstable."""
+    unstable, significant = np.asarray(r_u) >= 0.5, np.asarray(r_s) >= 0.5
+    masks = (~significant & ~unstable, significant & ~unstable, significant & unstable,
+             ~significant & unstable)
+    return {q: int(m.sum()) for q, m in zip(QUADRANTS, masks, strict=True)}
+
+
+def _loaded_scores(results: CampaignResults, base: tuple[str, str, str],
+                   report: Mapping) -> dict[str, str]:
+    """{kind: score id} of the scores a transform report names that are among the loaded score
+    files of its base (a score computed in place, 'random' or 'not used' is not)."""
+    named = report.get("scores") if isinstance(report.get("scores"), Mapping) else {}
+    return {kind: str(named[kind]) for kind in SCORE_KINDS
+            if kind in named and (*base, str(named[kind])) in results.scores}
+
+
+def _scored_reports(results: CampaignResults, base: tuple[str, str, str]
+                    ) -> list[tuple[str, dict[str, str]]]:
+    """(transform, {kind: score id}) of the base's transforms whose report names a loaded score."""
+    found = []
+    for key in results.models():
+        if key[:3] == base and key in results.reports:
+            named = _loaded_scores(results, base, results.reports[key])
+            if named:
+                found.append((key[3], named))
+    return found
+
+
+def _scatter_base(results: CampaignResults, option) -> tuple[str, str, str] | None:
+    """The ``base`` option, else the first model with a report naming both loaded scores."""
+    if option is not None:
+        return parse_model_id(option, parts=3)
+    for key in results.models():
+        if key in results.reports and \
+                len(_loaded_scores(results, key[:3], results.reports[key])) == len(SCORE_KINDS):
+            return key[:3]
+    return None
+
+
+def _flat_scores(results: CampaignResults, base, score_id: str, sites: list[str] | None):
+    """(site order, every neuron's normalised score in that order) of one score file."""
+    normalised = results.scores[(*base, score_id)].normalised
+    order = list(normalised) if sites is None else sites
+    if set(order) != set(normalised):
+        raise VfbenchError(f"score {score_id} of {'/'.join(base)}: sites {sorted(normalised)} "
+                           f"differ from {sorted(order)}")
+    return order, np.concatenate([normalised[s].reshape(-1) for s in order])
+
+
+def _selected(report: Mapping, sites: list[str], where: str) -> np.ndarray:
+    """The report's 0/1 masks (1 = selected) as one bool vector in ``sites`` order."""
+    masks = _report_sites(report, where)
+    if set(masks) != set(sites):
+        raise VfbenchError(f"{where}: report sites {sorted(masks)} differ from the score "
+                           f"files' {sorted(sites)}")
+    return np.concatenate([masks[s]["mask"] for s in sites]) > 0.5
+
+
+def _subsample(n: int, limit: int, seed: int = 0) -> np.ndarray:
+    """At most ``limit`` of ``n`` indices, the same ones on every run."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def _draw_quadrants(ax) -> None:
+    ax.axhline(0.5, color="black", linewidth=0.8, linestyle="--")
+    ax.axvline(0.5, color="black", linewidth=0.8, linestyle="--")
+    corners = {"I": (0.02, 0.02, "left", "bottom"), "II": (0.02, 0.98, "left", "top"),
+               "III": (0.98, 0.98, "right", "top"), "IV": (0.98, 0.02, "right", "bottom")}
+    for label, (x, y, ha, va) in corners.items():
+        ax.text(x, y, label, transform=ax.transAxes, ha=ha, va=va, fontsize="large",
+                fontweight="bold", zorder=20,
+                bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
+
+
+def _scatter_panels(results: CampaignResults, base: tuple[str, str, str] | None,
+                    option) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(instability id, significance id) -> [(label, transform)] drawn on that panel; {} when
+    the base has no scores. A transform's report names its scores; one that names only one kind
+    (activation pruning reads no r_u) or none (random grafting, asked for by name) takes the
+    other from the base's first report naming both."""
+    if base is None:
+        return {}
+    scored = _scored_reports(results, base)
+    defaults = {kind: next((named[kind] for _, named in scored if kind in named), None)
+                for kind in SCORE_KINDS}
+    defaults |= next((named for _, named in scored if len(named) == len(SCORE_KINDS)), {})
+    if None in defaults.values():
+        return {}
+    if option is None:
+        chosen = [(name, name) for name, _ in scored]
+    else:
+        chosen = [(label, str(name)) for label, name in labelled(option)
+                  if (*base, str(name)) in results.reports]
+    panels: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for label, name in chosen:
+        ids = {**defaults, **_loaded_scores(results, base, results.reports[(*base, name)])}
+        panels.setdefault((ids["instability"], ids["significance"]), []).append((label, name))
+    return panels or {(defaults["instability"], defaults["significance"]): []}
+
+
+def _draw_score_panel(ax, results: CampaignResults, base: tuple[str, str, str], ids: tuple,
+                      transforms: list[tuple[str, str]], style: dict[str, int],
+                      limit: int) -> None:
+    """One panel: every neuron (grey, at most ``limit`` drawn), then each transform's selected
+    neurons, the largest selection first so that smaller ones stay visible on top of it."""
+    u_id, s_id = ids
+    sites, r_u = _flat_scores(results, base, u_id, None)
+    _, r_s = _flat_scores(results, base, s_id, sites)
+    shown = _subsample(r_u.size, limit)
+    background = ax.scatter(r_u[shown], r_s[shown], s=3, color="0.7", alpha=0.5, linewidths=0,
+                            rasterized=True, label=f"all neurons ({r_u.size})")
+    selections = []
+    for label, name in transforms:
+        report = results.reports[(*base, name)]
+        picked = np.flatnonzero(_selected(report, sites, "/".join((*base, name))))
+        criterion = str((report.get("selection") or {}).get("criterion", "?"))
+        quadrants = "/".join(str(c) for c in quadrant_counts(r_u[picked], r_s[picked]).values())
+        selections.append((name, picked, f"{label}: {CRITERION_LABELS.get(criterion, criterion)}"
+                                         f", {picked.size} selected (I/II/III/IV {quadrants})"))
+    handles = []
+    for depth, (name, picked, text) in enumerate(sorted(selections, key=lambda s: -s[1].size)):
+        keep = picked[_subsample(picked.size, limit, seed=1 + style[name])]
+        handles.append((style[name], ax.scatter(
+            r_u[keep], r_s[keep], s=12, marker=_MARKERS[style[name] % len(_MARKERS)],
+            color=f"C{style[name] % 10}", linewidths=0, rasterized=True, label=text,
+            zorder=3 + depth)))
+    _draw_quadrants(ax)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(f"instability $r_u$ ({u_id})")
+    ax.set_ylabel(f"significance $r_s$ ({s_id})")
+    everyone = "/".join(str(c) for c in quadrant_counts(r_u, r_s).values())
+    drawn = f", {limit} drawn" if r_u.size > limit else ""
+    ax.set_title(f"{'/'.join(base)}: {r_u.size} neurons{drawn}\n"
+                 f"per quadrant I/II/III/IV {everyone}", fontsize="medium")
+    ax.legend(handles=[h for _, h in sorted(handles, key=lambda h: h[0])] + [background],
+              fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.1), markerscale=2,
+              frameon=False)
+
+
+def score_scatter(results: CampaignResults, options: dict) -> Figure:
+    """Paper 000 Figs. 2 and 5: every neuron's normalised significance r_s over its instability
+    r_u for one base model (grey), quadrants I-IV at 0.5, and on top the neurons each transform
+    selected (mask 1 in its report) at the r_u / r_s of the score files that report names; one
+    panel per (instability, significance) pair."""
+    base = _scatter_base(results, options["base"])
+    panels = _scatter_panels(results, base, options["transforms"])
+    style = {name: i for i, name in enumerate(dict.fromkeys(
+        name for transforms in panels.values() for _, name in transforms))}
+    cols = len(panels) if len(panels) <= 3 else math.ceil(math.sqrt(len(panels)))
+    rows = max(1, math.ceil(len(panels) / max(cols, 1)))
+    fig, axes = _subplots(rows, max(cols, 1), 6.0 * max(cols, 1), 7.5 * rows)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    if not panels:
+        _no_data(axes.flat[0], "instability and significance score files" if base is None
+                 else f"instability and significance score files of {'/'.join(base)}")
+    for ax, (ids, transforms) in zip(axes.flat, panels.items(), strict=False):
+        _draw_score_panel(ax, results, base, ids, transforms, style, int(options["max_points"]))
     return fig
 
 
@@ -298,6 +476,7 @@ PLOTS: dict[str, Callable[[CampaignResults, dict], Figure]] = {
     "lower_bounds": lower_bounds,
     "time_threshold": time_threshold,
     "grafting_masks": grafting_masks,
+    "score_scatter": score_scatter,
     "normalised_scores": normalised_scores,
 }
 
@@ -306,6 +485,7 @@ PLOT_DEFAULTS: dict[str, dict[str, Any]] = {
     "lower_bounds": {"transforms": None, "verifier": None, "eps": "min"},
     "time_threshold": {"models": None, "verifier": None, "eps": "min", "points": 100},
     "grafting_masks": {"model": None},
+    "score_scatter": {"base": None, "transforms": None, "max_points": 20000},
     "normalised_scores": {"methods": {"TRADES": "trades", "Madry": "madry",
                                       "ReLU Stable": "relu_stable", "NBC": "nbc"},
                           "transform": "none", "verifier": None, "eps": None, "datasets": None},
@@ -315,8 +495,11 @@ DEFAULT_PLOTS = ["time_threshold", "lower_bounds", "unstable_by_site"]
 
 
 def plot_entries(config: Mapping) -> dict[str, tuple[str, dict]]:
-    """The figures a campaign asks for (config key ``plots``; default ``DEFAULT_PLOTS``)."""
-    return resolve_entries(config.get("plots") or DEFAULT_PLOTS, PLOTS, PLOT_DEFAULTS, "plots")
+    """The figures a campaign asks for (config key ``plots``; missing or null: ``DEFAULT_PLOTS``;
+    an empty block: none)."""
+    block = config.get("plots")
+    return resolve_entries(DEFAULT_PLOTS if block is None else block, PLOTS, PLOT_DEFAULTS,
+                           "plots")
 
 
 def check_plot_entry(name: str, entry: Mapping | None) -> None:

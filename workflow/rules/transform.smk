@@ -2,6 +2,8 @@
 # Scores (neuron instability r_u, significance r_s) are their own outputs, computed once per base
 # model and shared by every transformation that asks for the same score id.
 
+# The score id says what is computed (vfbench.transforms.scores.parse_score_id); a Hydra score
+# learns on the dataset's training split with the losses recorded in the base checkpoint.
 rule scores:
     input:
         model=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/base.pt",

@@ -8,14 +8,24 @@ import copy
 from vfbench.errors import VfbenchError
 from vfbench.losses import LOSSES
 from vfbench.train import resolve_train_entry
-from vfbench.transforms.scores import SIGNIFICANCE, ScoreSpec, check_score_spec
+from vfbench.transforms.scores import (
+    HYDRA_LOSSES,
+    SIGNIFICANCE,
+    WHOLE_TRAIN_SPLIT,
+    ScoreSpec,
+    check_score_spec,
+)
 from vfbench.transforms.selection import CRITERIA, criterion_needs
 
 _SCORING = {
     "significance": "gap",      # r_s: gap | sap | hydra | random
-    "images": 1000,             # training images the scores look at
+    "images": 1000,             # training images r_u, GAP and SAP look at
     "score_batch_size": 32,     # images per bound / gradient batch
     "hydra_epochs": 5,          # Hydra's score-learning epochs (reference code: 5)
+    "hydra_images": WHOLE_TRAIN_SPLIT,  # Hydra learns on: train (the whole training split,
+                                        # as Hydra) or N (the first N seeded score images)
+    "hydra_loss": "base",       # base (the base model's training losses and options, eps
+                                # fully ramped) | natural (cross-entropy)
     "scope": "global",          # global (rank all neurons, paper 000) | layer
 }
 _FINETUNE = {
@@ -78,6 +88,7 @@ _CHOICES = {
     "activation": ("linear", "zero"),
     "tune": ("all", "graft"),
     "preset": (None, *PRESETS),
+    "hydra_loss": HYDRA_LOSSES,
 }
 
 
@@ -109,6 +120,11 @@ def _check_values(method: str, e: dict) -> None:
     for key in ("images", "score_batch_size", "hydra_epochs"):
         if key in e:
             e[key] = _number(key, e[key], 1, integer=True)
+    if e.get("hydra_images", WHOLE_TRAIN_SPLIT) != WHOLE_TRAIN_SPLIT:
+        if isinstance(e["hydra_images"], str):
+            raise VfbenchError(f"hydra_images: {e['hydra_images']!r} must be "
+                               f"{WHOLE_TRAIN_SPLIT!r} or a number of images")
+        e["hydra_images"] = _number("hydra_images", e["hydra_images"], 1, integer=True)
     for key in ("gamma_start", "gamma_end", "a_init", "b_init"):
         if key in e:
             e[key] = _number(key, e[key])
@@ -211,9 +227,9 @@ def score_specs(entry: dict) -> dict[str, ScoreSpec]:
         specs["instability"] = ScoreSpec("instability", images=e["images"], bound=e["bound"],
                                          eps=float(e["eps"]))
     if needs_s and e["significance"] == "hydra":
-        specs["significance"] = ScoreSpec("hydra", images=e["images"],
+        specs["significance"] = ScoreSpec("hydra", images=e["hydra_images"],
                                           keep=round(1.0 - e["ratio"], 6),
-                                          epochs=e["hydra_epochs"])
+                                          epochs=e["hydra_epochs"], loss=e["hydra_loss"])
     elif needs_s and e["significance"] != "random":
         specs["significance"] = ScoreSpec(e["significance"], images=e["images"])
     return specs

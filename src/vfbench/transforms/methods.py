@@ -66,8 +66,8 @@ def transform_none(model, ckpt, dataset, entry, device, scores=None) -> Transfor
 
 # --- grafting and activation pruning (paper 000) ---------------------------------------------
 
-def _score_values(kind: str, entry: dict, scores: dict[str, ScoreSet] | None, model, dataset,
-                  device, seed: int) -> tuple[dict | None, str]:
+def _score_values(kind: str, entry: dict, scores: dict[str, ScoreSet] | None, model, ckpt,
+                  dataset, device, seed: int) -> tuple[dict | None, str]:
     """Raw per-site values of the entry's ``kind`` score ('instability' / 'significance') and
     where they came from."""
     spec = score_specs(entry).get(kind)
@@ -78,7 +78,8 @@ def _score_values(kind: str, entry: dict, scores: dict[str, ScoreSet] | None, mo
         return None, "not used"
     if scores and spec.id in scores:
         return scores[spec.id].raw, spec.id
-    raw = compute_score(spec, model, dataset, device, entry["score_batch_size"], seed)
+    raw = compute_score(spec, model, dataset, device, entry["score_batch_size"], seed,
+                        ckpt=ckpt)
     return raw, f"{spec.id} (computed in place)"
 
 
@@ -117,8 +118,10 @@ def _graft(model, ckpt, dataset, entry, device, scores, method: str) -> Transfor
     e = graft_settings(entry)
     seed = _seed(ckpt)
     model = model.to(device).eval()
-    raw_u, source_u = _score_values("instability", e, scores, model, dataset, device, seed)
-    raw_s, source_s = _score_values("significance", e, scores, model, dataset, device, seed)
+    raw_u, source_u = _score_values("instability", e, scores, model, ckpt, dataset, device,
+                                     seed)
+    raw_s, source_s = _score_values("significance", e, scores, model, ckpt, dataset, device,
+                                     seed)
     layout, order = choose(model, e, raw_u, raw_s, np.random.default_rng(seed))
     report = {"method": method, "entry": e,
               "scores": {"instability": source_u, "significance": source_s},

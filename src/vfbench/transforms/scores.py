@@ -2,11 +2,23 @@
 
 * instability (r_u): on how many of N images a neuron's pre-activation bounds straddle zero over
   the eps ball, with a named bound method (IBP, CROWN or alpha-CROWN through auto_LiRPA);
-* significance (r_s): GAP (mean |dL/d activation|), SAP (mean |activation|), Hydra (importance
-  scores learned with the weights frozen, Sehwag et al. 2020, applied to activations), random.
+* significance (r_s): GAP (mean |dL/d activation|), SAP (mean |activation|), Hydra, random.
+
+Hydra (Sehwag et al. 2020) applied to activations: with every weight frozen and BatchNorm on its
+running statistics, one score per neuron is learned so that the network keeping only the top-k
+neurons by |score| (a 0/1 mask on the activations, gradient straight through to the scores)
+minimises the model's own training objective. By default it learns on the whole training split
+with the base model's training losses and options as recorded in its checkpoint (attack radii at
+their final, fully ramped value; the base training's batch size and augmentation), like the
+original's robust score learning; or on the N score images with cross-entropy (the
+``hydra_images`` / ``hydra_loss`` options). Scores start from SAP scaled to [0, 1] per site
+(Hydra's scaled-magnitude initialisation with activation magnitude for weight magnitude) and are
+optimised by SGD (lr 0.1, momentum 0.9, weight decay 1e-4, cosine over the epochs), Hydra's
+settings. The score file records the loss terms, images, epochs and the objective per epoch.
 
 Raw values are kept per site (arrays of the site's shape); selection rank-normalises them.
-Each score is its own DAG output (an npz named by ``ScoreSpec.id``) so that several grafting
+Each score is its own DAG output (an npz named by ``ScoreSpec.id``, e.g. ``gap-n1000``,
+``instability-crown-eps0.1-n1000``, ``hydra-train-base-keep0.5-e5``) so that several grafting
 variants reuse one computation.
 """
 
@@ -25,12 +37,21 @@ from tqdm import tqdm
 
 from vfbench.errors import VfbenchError
 from vfbench.io import atomic_path
+from vfbench.losses import Batch, total_loss
 from vfbench.models import get_site, site_names, site_shapes
+from vfbench.train import crop_flip
+from vfbench.transforms.finetune import base_train_entry
 from vfbench.transforms.selection import SiteLayout, rank_normalise
 
 # The N score images are a fixed random subset of the training set (like the reference code's
 # seeded permutation), so every score of one model looks at the same images.
 SCORE_IMAGE_SEED = 0
+
+# ``images`` value meaning the whole training split (in its stored order).
+WHOLE_TRAIN_SPLIT = "train"
+
+# What Hydra's scores minimise: the base model's training losses, or cross-entropy.
+HYDRA_LOSSES = ("base", "natural")
 
 
 # --- which score, and its file ---------------------------------------------------------------
@@ -40,21 +61,22 @@ class ScoreSpec:
     """One score computation; ``id`` names its output file and is what ``needs_scores`` lists."""
 
     kind: str                    # instability | gap | sap | hydra
-    images: int = 1000
+    images: int | str = 1000     # N seeded score images, or 'train' (the whole training split)
     bound: str | None = None     # instability: ibp | crown | alpha_crown
     eps: float | None = None     # instability: radius of the ball
     keep: float | None = None    # hydra: fraction of neurons its top-k mask keeps
     epochs: int | None = None    # hydra: epochs of score learning
+    loss: str | None = None      # hydra: base | natural (HYDRA_LOSSES)
 
     @property
     def id(self) -> str:
         parts = [self.kind]
         if self.kind == "instability":
             parts += [self.bound, f"eps{_decimal(self.eps)}"]
-        parts.append(f"n{self.images}")
+        parts.append(self.images if self.images == WHOLE_TRAIN_SPLIT else f"n{self.images}")
         if self.kind == "hydra":
-            parts += [f"keep{_decimal(self.keep)}", f"e{self.epochs}"]
-        return "-".join(parts)
+            parts += [self.loss, f"keep{_decimal(self.keep)}", f"e{self.epochs}"]
+        return "-".join(str(p) for p in parts)
 
 
 def _decimal(value: float) -> str:
@@ -73,13 +95,22 @@ def parse_score_id(score_id: str) -> ScoreSpec:
     if kind == "instability" and rest:
         fields["bound"], rest = rest[0], rest[1:]
     for part in rest:
+        if part == WHOLE_TRAIN_SPLIT:
+            fields["images"] = part
+            continue
+        if kind == "hydra" and part in HYDRA_LOSSES:
+            fields["loss"] = part
+            continue
         match = re.fullmatch(r"([a-z]+)([0-9.]+)", part)
         if not match or match.group(1) not in _ID_FIELDS:
             raise VfbenchError(f"score id {score_id!r}: cannot read part {part!r}")
         name, cast = _ID_FIELDS[match.group(1)]
         fields[name] = cast(match.group(2))
     spec = ScoreSpec(**fields)
-    check_score_spec(spec)
+    try:
+        check_score_spec(spec)
+    except VfbenchError as exc:
+        raise VfbenchError(f"score id {score_id!r}: {exc}") from exc
     if spec.id != score_id:
         raise VfbenchError(f"score id {score_id!r} is not canonical (expected {spec.id!r})")
     return spec
@@ -90,18 +121,25 @@ def check_score_spec(spec: ScoreSpec) -> None:
 
     if spec.kind not in SCORE_KINDS:
         raise VfbenchError(f"unknown score kind {spec.kind!r}; known: {sorted(SCORE_KINDS)}")
-    if spec.images < 1:
-        raise VfbenchError(f"score {spec.kind}: images must be at least 1, got {spec.images}")
+    if spec.images != WHOLE_TRAIN_SPLIT and not (
+            isinstance(spec.images, int) and not isinstance(spec.images, bool)
+            and spec.images >= 1):
+        raise VfbenchError(f"score {spec.kind}: images must be at least 1 or "
+                           f"{WHOLE_TRAIN_SPLIT!r}, got {spec.images!r}")
     if spec.kind == "instability":
         if spec.bound not in BOUND_METHODS:
             raise VfbenchError(f"instability score: bound {spec.bound!r} unknown; "
                                f"known: {list(BOUND_METHODS)}")
         if spec.eps is None or not spec.eps > 0:
             raise VfbenchError(f"instability score: eps must be positive, got {spec.eps}")
-    if spec.kind == "hydra" and not (spec.keep is not None and 0 < spec.keep <= 1
-                                     and spec.epochs is not None and spec.epochs >= 1):
-        raise VfbenchError(f"hydra score: keep in (0, 1] and epochs >= 1 needed, got "
-                           f"keep={spec.keep}, epochs={spec.epochs}")
+    if spec.kind == "hydra":
+        if not (spec.keep is not None and 0 < spec.keep <= 1
+                and spec.epochs is not None and spec.epochs >= 1):
+            raise VfbenchError(f"hydra score: keep in (0, 1] and epochs >= 1 needed, got "
+                               f"keep={spec.keep}, epochs={spec.epochs}")
+        if spec.loss not in HYDRA_LOSSES:
+            raise VfbenchError(f"hydra score: loss {spec.loss!r} unknown; known: "
+                               f"{list(HYDRA_LOSSES)}")
 
 
 @dataclass
@@ -143,11 +181,14 @@ def load_scores(path: str | os.PathLike) -> ScoreSet:
 
 # --- the images scores look at -----------------------------------------------------------------
 
-def score_images(dataset, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` training images (pixel space [0, 1]) and labels, a fixed random subset."""
+def score_images(dataset, n: int | str, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` training images (pixel space [0, 1]) and labels, a fixed random subset (the first
+    ``n`` of one seeded permutation, in split order), or the whole split for ``'train'``."""
     total = len(dataset.y_train)
     if total == 0:
         raise VfbenchError(f"dataset {dataset.name!r} has no training images to score on")
+    if n == WHOLE_TRAIN_SPLIT:
+        return dataset.tensors("train", device)
     order = np.sort(np.random.default_rng(SCORE_IMAGE_SEED).permutation(total)[:min(n, total)])
     subset = replace(dataset, x_train=dataset.x_train[order], y_train=dataset.y_train[order])
     return subset.tensors("train", device)
@@ -282,26 +323,89 @@ def random_significance(model, x, y, batch_size, rng: np.random.Generator, **_):
     return {n: rng.random(shape) for n, shape in site_shapes(model).items()}
 
 
+# Hydra's score optimiser (Sehwag et al. 2020): SGD, cosine schedule over the epochs.
+HYDRA_SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
+
+# Base training terms left out of Hydra's objective: with the weights frozen they are constant in
+# the scores (no gradient reaches them), so computing them would only cost time.
+_HYDRA_CONSTANT_TERMS = {
+    "sparse_bn": "an L1 penalty on the frozen BatchNorm weights",
+    "relu_stable": "its interval bounds walk the layers without the Hydra mask, and its L1 is on "
+                   "the frozen weights",
+}
+# Terms that cannot see the mask, so their gradient would be wrong rather than zero.
+_HYDRA_UNSUPPORTED_TERMS = {
+    "crown_ibp": "auto_LiRPA traces the model without the learned activation mask",
+}
+
+
+@dataclass(frozen=True)
+class HydraObjective:
+    """What Hydra's scores minimise: weighted ``vfbench.losses`` terms at full eps (ramp 1), with
+    the batch size (None: the score batch size) and augmentation of the training it copies."""
+
+    losses: dict[str, float]
+    loss_options: dict[str, dict]
+    batch_size: int | None = None
+    augment: str = "none"
+    left_out: tuple[str, ...] = ()   # base terms dropped as constant (_HYDRA_CONSTANT_TERMS)
+
+
+NATURAL_OBJECTIVE = HydraObjective({"natural": 1.0}, {"natural": {}})
+
+
+def hydra_objective(loss: str, ckpt: dict | None) -> HydraObjective:
+    """Hydra's objective for ``hydra_loss`` ``loss``: 'natural' is cross-entropy; 'base' is the
+    base model's final training phase as its checkpoint records it (losses and their options,
+    batch size, augmentation)."""
+    if loss == "natural":
+        return NATURAL_OBJECTIVE
+    if loss != "base":
+        raise VfbenchError(f"hydra score: loss {loss!r} unknown; known: {list(HYDRA_LOSSES)}")
+    if ckpt is None:
+        raise VfbenchError("hydra score with loss 'base' needs the base model's checkpoint (its "
+                           "recorded training entry)")
+    base = base_train_entry(ckpt)
+    unsupported = sorted(set(base["losses"]) & set(_HYDRA_UNSUPPORTED_TERMS))
+    if unsupported:
+        reasons = "; ".join(f"{n}: {_HYDRA_UNSUPPORTED_TERMS[n]}" for n in unsupported)
+        raise VfbenchError(f"hydra score with loss 'base': the base training's {unsupported} "
+                           f"cannot drive the scores ({reasons}); use hydra_loss: natural")
+    left_out = tuple(sorted(set(base["losses"]) & set(_HYDRA_CONSTANT_TERMS)))
+    losses = {n: w for n, w in base["losses"].items() if n not in left_out}
+    return HydraObjective(losses=losses,
+                          loss_options={n: base["loss_options"][n] for n in losses},
+                          batch_size=base["batch_size"], augment=base["augment"],
+                          left_out=left_out)
+
+
 class _HydraGates:
     """Hydra's top-k mask over activations: each site's output times a 0/1 mask keeping the
-    ``keep`` fraction of neurons with the highest score (global over sites); the gradient reaches
-    the scores straight through the mask (Sehwag et al. 2020)."""
+    ``keep`` fraction of neurons with the largest |score| (exactly k, global over sites); the
+    gradient reaches the scores straight through the mask (Sehwag et al. 2020's GetSubnet)."""
 
     def __init__(self, model, init: dict[str, np.ndarray], keep: float, device):
         self.scores = {n: torch.tensor(v, dtype=torch.float32, device=device, requires_grad=True)
                        for n, v in init.items()}
-        self.keep = keep
+        total = sum(s.numel() for s in self.scores.values())
+        self.k = max(1, int(round(keep * total)))
         self._masks: dict[str, torch.Tensor] = {}
         self._hooks = [model.register_forward_pre_hook(lambda m, args: self._refresh())]
         self._hooks += [get_site(model, n).register_forward_hook(self._gate(n))
                         for n in self.scores]
 
+    def hard_masks(self) -> dict[str, torch.Tensor]:
+        """Per site, the 0/1 mask of the current scores."""
+        flat = torch.cat([s.detach().abs().reshape(-1) for s in self.scores.values()])
+        hard = torch.zeros_like(flat)
+        hard[torch.topk(flat, self.k).indices] = 1.0
+        sizes = [s.numel() for s in self.scores.values()]
+        return {n: h.view_as(s) for (n, s), h in zip(self.scores.items(), hard.split(sizes),
+                                                      strict=True)}
+
     def _refresh(self) -> None:
-        flat = torch.cat([s.reshape(-1) for s in self.scores.values()])
-        k = max(1, int(round(self.keep * flat.numel())))
-        threshold = torch.topk(flat.detach(), k).values[-1]
-        self._masks = {n: (s >= threshold).float() + s - s.detach()
-                       for n, s in self.scores.items()}
+        self._masks = {n: hard + self.scores[n].abs() - self.scores[n].abs().detach()
+                       for n, hard in self.hard_masks().items()}
 
     def _gate(self, name):
         return lambda module, inputs, output: output * self._masks[name]
@@ -312,35 +416,69 @@ class _HydraGates:
 
 
 def hydra_significance(model, x, y, batch_size, keep: float, epochs: int,
-                       rng: np.random.Generator, lr: float = 0.01, **_) -> dict[str, np.ndarray]:
+                       rng: np.random.Generator, objective: HydraObjective = NATURAL_OBJECTIVE,
+                       meta: dict | None = None, **_) -> dict[str, np.ndarray]:
     """Hydra applied to activations: with every weight frozen (eval mode, BN statistics fixed),
-    learn one score per neuron so the top-``keep`` mask minimises cross-entropy on ``x``.
+    learn one score per neuron so the top-``keep`` mask minimises ``objective`` on ``x``; the
+    significance is |score|. Loss terms with inner attacks run them through the masked network.
 
-    Scores start from SAP scaled to [0, 1] per site (Hydra's scaled initialisation, with mean
-    activation magnitude in place of weight magnitude); reference settings: SGD, lr 0.01,
-    momentum 0.9, 5 epochs.
+    ``meta``, if given, receives what was optimised: loss terms, images, epochs, batch size,
+    the optimiser, the mean objective (and each term) per epoch, and the fraction of neurons
+    whose membership of the kept set changed from the initial scores.
     """
     sap = sap_significance(model, x, y, batch_size)
     init = {n: v / max(float(v.max()), 1e-12) for n, v in sap.items()}
+    batch_size = objective.batch_size or batch_size
+    augment = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     gates = _HydraGates(model, init, keep, x.device)
-    optimizer = torch.optim.SGD(list(gates.scores.values()), lr=lr, momentum=0.9)
+    initial_masks = gates.hard_masks()
+    optimizer = torch.optim.SGD(list(gates.scores.values()), **HYDRA_SGD)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    history = []
     model.eval()
     try:
         for epoch in range(epochs):
+            lr = optimizer.param_groups[0]["lr"]
+            sums = dict.fromkeys(["objective", *objective.losses], 0.0)
             order = torch.from_numpy(rng.permutation(len(x))).to(x.device)
             for start in _batches(len(x), batch_size, f"hydra scores, epoch {epoch + 1}"):
                 idx = order[start:start + batch_size]
+                xb, yb = x[idx], y[idx]
+                if objective.augment == "crop_flip":
+                    xb = crop_flip(xb, augment)
+                loss, values = total_loss(Batch(model, xb, yb, ramp=1.0), objective.losses,
+                                          objective.loss_options)
+                if not torch.isfinite(loss):
+                    raise VfbenchError(f"hydra scores, epoch {epoch + 1}: the objective became "
+                                       f"{float(loss)} ({values})")
                 optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x[idx]), y[idx]).backward()
+                loss.backward()
                 optimizer.step()
+                for name, value in {"objective": float(loss.detach()), **values}.items():
+                    sums[name] += value * len(idx)
+            schedule.step()
+            history.append({"epoch": epoch + 1, "lr": lr,
+                            **{n: v / len(x) for n, v in sums.items()}})
+        final_masks = gates.hard_masks()
     finally:
         gates.close()
         for p in frozen:
             p.requires_grad_(True)
-    return {n: s.detach().cpu().numpy() for n, s in gates.scores.items()}
+    if meta is not None:
+        changed = sum(int((final_masks[n] != initial_masks[n]).sum()) for n in final_masks)
+        meta["hydra"] = {
+            "loss_terms": objective.losses, "loss_options": objective.loss_options,
+            "left_out_terms": {n: _HYDRA_CONSTANT_TERMS[n] for n in objective.left_out},
+            "eps_ramp": 1.0, "images": len(x), "epochs": epochs, "batch_size": batch_size,
+            "augment": objective.augment, "keep": keep, "kept": gates.k,
+            "optimizer": {"name": "sgd", **HYDRA_SGD, "schedule": "cosine"},
+            "history": history,
+            "mask_changed": changed / sum(m.numel() for m in final_masks.values()),
+        }
+    return {n: s.detach().abs().cpu().numpy() for n, s in gates.scores.items()}
 
 
 SIGNIFICANCE: dict[str, Callable[..., dict[str, np.ndarray]]] = {
@@ -355,12 +493,19 @@ SCORE_KINDS = ("instability", "gap", "sap", "hydra")
 
 
 def compute_score(spec: ScoreSpec, model, dataset, device, batch_size: int = 32,
-                  seed: int = 0) -> dict[str, np.ndarray]:
-    """The raw per-site values of one score (what ``save_scores`` writes)."""
+                  seed: int = 0, ckpt: dict | None = None,
+                  meta: dict | None = None) -> dict[str, np.ndarray]:
+    """The raw per-site values of one score (what ``save_scores`` writes). ``ckpt`` is the
+    model's checkpoint dict (Hydra with loss 'base' reads its training entry); ``meta``, if
+    given, receives what the computation records (the number of images; Hydra's objective)."""
     check_score_spec(spec)
     model = model.to(device).eval()
     x, y = score_images(dataset, spec.images, device)
+    if meta is not None:
+        meta["images"] = len(x)
     if spec.kind == "instability":
         return instability_counts(model, x, spec.eps, spec.bound, batch_size, device)
+    objective = hydra_objective(spec.loss, ckpt) if spec.kind == "hydra" else None
     return SIGNIFICANCE[spec.kind](model, x, y, batch_size, keep=spec.keep, epochs=spec.epochs,
-                                   rng=np.random.default_rng(seed))
+                                   rng=np.random.default_rng(seed), objective=objective,
+                                   meta=meta)

@@ -19,8 +19,10 @@ when over 90% of a layer is unstable (``alpha_indices`` left set under ``verbosi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import io
 import sys
 import types
 import warnings
@@ -430,7 +432,9 @@ def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
                                 else (lambda lower: False)),
     }})
     fixed = None if options["optimize_intermediate"] else crown
-    lower, _ = bm.compute_bounds(x=(bounded_x,), C=C, method="CROWN-Optimized",
-                                 bound_upper=False, reference_bounds=crown,
-                                 intermediate_layer_bounds=fixed)
+    # auto_LiRPA 0.3 prints "all verified at Nth iter" on stdout; stdout belongs to the caller.
+    with contextlib.redirect_stdout(io.StringIO()):
+        lower, _ = bm.compute_bounds(x=(bounded_x,), C=C, method="CROWN-Optimized",
+                                     bound_upper=False, reference_bounds=crown,
+                                     intermediate_layer_bounds=fixed)
     return lower

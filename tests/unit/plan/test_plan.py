@@ -59,19 +59,50 @@ def test_shard_runtime_covers_every_image_timing_out():
     assert full > last
 
 
-def test_default_campaign_plan_matches_a_snakemake_dry_run(tmp_path):
-    """The plan mirrors the rules: same jobs per rule as the DAG Snakemake builds."""
+def without_tables_and_plots(path: Path) -> Path:
+    """The default campaign with explicitly empty `tables` and `plots` blocks."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config.update(tables={}, plots={})
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("variant", [
+    "default", pytest.param("no_tables_or_plots", marks=pytest.mark.slow)])
+def test_plan_matches_a_snakemake_dry_run(tmp_path, variant):
+    """The plan mirrors the rules: same jobs per rule as the DAG Snakemake builds (also when a
+    campaign asks for no table or figure: no tables / plots job, verification still runs)."""
+    config = DEFAULT_CONFIG if variant == "default" else \
+        without_tables_and_plots(tmp_path / "c.yaml")
     dry = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--quiet",
-         "rules", "--directory", str(tmp_path), "--configfile", str(DEFAULT_CONFIG)],
+         "rules", "--directory", str(tmp_path), "--configfile", str(config)],
         capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stderr[-3000:]
     table = re.search(r"job\s+count\n[-\s]+\n(.*?)\ntotal\s+(\d+)", dry.stdout, re.S)
     assert table, dry.stdout
     dag = {name: int(n) for name, n in (line.split() for line in table.group(1).splitlines())}
-    plan = make_plan(load_config(DEFAULT_CONFIG))
+    plan = make_plan(load_config(config))
     assert plan.jobs == dag
     assert plan.total_jobs == int(table.group(2))
+    assert ("plots" in dag) == (variant == "default") and "verify_shard" in dag
+
+
+def test_planned_figures_and_tables_are_the_configs(tmp_path):
+    config = campaign()
+    config["plots"] = {"score_scatter": {}, "a9": {"layout": "time_threshold"}}
+    plan = make_plan(validate_config(config))
+    assert plan.outputs["plots"] == ["results/p/plots/score_scatter.png", "results/p/plots/a9.png"]
+    assert plan.jobs["plots"] == 1
+    config = campaign()
+    config.update(plots={}, tables={})
+    plan = make_plan(validate_config(config))
+    assert plan.outputs["plots"] == [] and plan.outputs["tables"] == []
+    assert "plots" not in plan.jobs and "tables" not in plan.jobs
+    assert plan.jobs["verify_shard"] == 36  # verification runs without any table
+    defaults = make_plan(validate_config(campaign()))
+    assert defaults.outputs["plots"] == [f"results/p/plots/{name}.png" for name in
+                                         ("time_threshold", "lower_bounds", "unstable_by_site")]
 
 
 def test_a_campaign_of_ten_thousand_jobs_is_planned_in_a_moment():

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfbench import plots, tables
+from vfbench import plots
 from vfbench.errors import VfbenchError
 from vfbench.io import write_json
+from vfbench.results import load_results_from_paths, parse_model_id
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = {"campaign": "unit",
@@ -59,12 +60,12 @@ def write_campaign(tmp_path, by_site_as_indices: bool):
     mask1[0, :2] = 1
     report = res / "models" / GRAFT / "report.json"
     write_json(report, {"sites": {
-        # small site: every grafted neuron's (a, b) listed
-        "body.1": {"n": 32, "n_grafted": 8, "shape": [2, 4, 4], "mask": mask1.tolist(),
+        # as vfbench.transforms.report writes it: every neuron's (a, b), flat
+        "body.1": {"n": 32, "n_grafted": 8, "shape": [2, 4, 4], "mask": mask1.ravel().tolist(),
                    "a": {"mean": 0.2, "std": 0.05}, "b": {"mean": 0.0, "std": 0.1},
-                   "a_values": np.linspace(0.1, 0.3, 8).tolist(),
-                   "b_values": np.linspace(-0.1, 0.1, 8).tolist()},
-        # large site: statistics only
+                   "slope": np.linspace(0.1, 0.3, 32).tolist(),
+                   "intercept": np.linspace(-0.1, 0.1, 32).tolist()},
+        # statistics only
         "body.3": {"n": 16, "n_grafted": 3, "shape": [16], "mask": [1, 1, 1] + [0] * 13,
                    "a": {"mean": 0.25, "std": 0.02}, "b": {"mean": 0.01, "std": 0.03}},
     }})
@@ -75,7 +76,7 @@ def write_campaign(tmp_path, by_site_as_indices: bool):
 @pytest.mark.parametrize("as_indices", [True, False])
 def test_every_plot_writes_png_pdf_and_provenance(tmp_path, as_indices):
     paths = write_campaign(tmp_path, as_indices)
-    results = tables.load_results_from_paths(CONFIG, **paths)
+    results = load_results_from_paths(CONFIG, **paths)
     written = plots.build_plots(results, tmp_path / "plots")
     names = {p.name for p in written}
     for name in plots.PLOTS:
@@ -90,7 +91,7 @@ def test_every_plot_writes_png_pdf_and_provenance(tmp_path, as_indices):
 
 def test_unstable_by_site_axes_follow_what_records_hold(tmp_path):
     for as_indices, xlabel in ((True, "unstable images"), (False, "unstable neurons per image")):
-        results = tables.load_results_from_paths(CONFIG, **write_campaign(
+        results = load_results_from_paths(CONFIG, **write_campaign(
             tmp_path / str(as_indices), as_indices))
         options = plots.PLOT_DEFAULTS["unstable_by_site"]
         fig = plots.PLOTS["unstable_by_site"](results, options)
@@ -101,7 +102,7 @@ def test_unstable_by_site_axes_follow_what_records_hold(tmp_path):
 
 
 def test_lower_bounds_bars_per_transform(tmp_path):
-    results = tables.load_results_from_paths(CONFIG, **write_campaign(tmp_path, True))
+    results = load_results_from_paths(CONFIG, **write_campaign(tmp_path, True))
     fig = plots.PLOTS["lower_bounds"](results, plots.PLOT_DEFAULTS["lower_bounds"])
     ax = fig.axes[0]
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
@@ -110,10 +111,13 @@ def test_lower_bounds_bars_per_transform(tmp_path):
 
 
 def test_grafting_masks_need_shape_and_mask(tmp_path):
-    results = tables.load_results_from_paths(CONFIG, **write_campaign(tmp_path, True))
+    results = load_results_from_paths(CONFIG, **write_campaign(tmp_path, True))
     fig = plots.PLOTS["grafting_masks"](results, plots.PLOT_DEFAULTS["grafting_masks"])
-    assert "body.1 (8/32)" in [ax.get_title() for ax in fig.axes]
-    results.reports[tables.parse_model_id(GRAFT)]["sites"]["body.3"]["mask"] = [1, 0]
+    titled = {ax.get_title(): ax for ax in fig.axes}
+    # every grafted neuron's (a, b) as a point (the first 8 neurons are the grafted ones)
+    points = titled["body.1 (8/32)"].collections[0].get_offsets()
+    np.testing.assert_allclose(points[:, 0], np.linspace(0.1, 0.3, 32)[:8])
+    results.reports[parse_model_id(GRAFT)]["sites"]["body.3"]["mask"] = [1, 0]
     with pytest.raises(VfbenchError, match="body.3.*16 values"):
         plots.PLOTS["grafting_masks"](results, plots.PLOT_DEFAULTS["grafting_masks"])
 
@@ -125,6 +129,13 @@ def test_unknown_plot_is_an_error():
         plots.check_plot_entry("time_threshold", {"colour": 1})
 
 
+def test_an_empty_plots_block_asks_for_no_figure():
+    assert plots.plot_entries({"plots": {}}) == {}
+    assert plots.plot_entries({"plots": []}) == {}
+    for config in ({}, {"plots": None}):
+        assert list(plots.plot_entries(config)) == plots.DEFAULT_PLOTS
+
+
 def test_plots_cli(tmp_path):
     paths = write_campaign(tmp_path, False)
     config = {**CONFIG, "plots": {"time_threshold": {}, "a9_nbc": {"layout": "time_threshold",
@@ -133,6 +144,7 @@ def test_plots_cli(tmp_path):
            "--out-dir", str(tmp_path / "out")]
     for flag, files in paths.items():
         cmd += [f"--{flag}", *map(str, files)]
+    cmd += ["--scores"]  # what the rule renders for a campaign without score files
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [

@@ -143,3 +143,18 @@ def test_crop_flip_shifts_and_mirrors_images():
         assert torch.equal(image, original) or torch.equal(image, original.flip(-1))
     padded = crop_flip(x, torch.Generator().manual_seed(1), padding=2)
     assert padded.shape == x.shape
+
+
+def test_a_run_that_ends_at_chance_is_flagged_as_collapsed(dataset, make_model):
+    # A network whose output ignores its input (as after paper 002's SET1 sparsity drove every
+    # BN scale to zero): zero final layer, learning rate 0, so it predicts one class throughout.
+    model = make_model()
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    entry = {**SHORT, "optimizer": {"name": "sgd", "lr": 0.0}}
+    with pytest.warns(UserWarning, match="collapsed"):
+        result = train_model(model, dataset, entry, "cpu", seed=0)
+    assert result["metrics"]["collapsed"] is True
+    healthy = train_model(make_model(), dataset, {**SHORT, "epochs": 3}, "cpu", seed=0)
+    assert healthy["metrics"]["collapsed"] is False and healthy["metrics"]["train_acc"] > 0.5

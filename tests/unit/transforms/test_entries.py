@@ -34,6 +34,10 @@ def test_every_method_has_its_options_and_resolving_is_idempotent():
     ({"method": "weight_prune", "rho": 0.5, "preset": "set1"}, "not both"),
     ({"method": "weight_prune", "rho": 1.0}, "below 1"),
     ({"method": "none", "ratio": 0.5}, "unknown options"),
+    ({"method": "activation_prune", "hydra_images": "all"}, "hydra_images: 'all'"),
+    ({"method": "activation_prune", "hydra_images": 0}, "hydra_images: 0"),
+    ({"method": "activation_prune", "hydra_images": 2.5}, "hydra_images: 2.5"),
+    ({"method": "activation_prune", "hydra_loss": "pgd"}, "hydra_loss: 'pgd' unknown"),
 ])
 def test_bad_entries_name_what_is_wrong(entry, message):
     with pytest.raises(VfbenchError, match=message):
@@ -49,6 +53,21 @@ def test_needs_scores_lists_the_score_ids_the_entry_reads():
         ["sap-n1000"]
     assert needs_scores({"method": "graft", "selection": "random"}) == []
     assert needs_scores({"method": "activation_prune", "significance": "hydra", "ratio": 0.3}) \
-        == ["hydra-n1000-keep0.7-e5"]
+        == ["hydra-train-base-keep0.7-e5"]
     assert needs_scores({"method": "activation_prune", "significance": "random"}) == []
     assert needs_scores({"method": "neuron_prune", "preset": "set2"}) == []
+
+
+def test_every_hydra_option_gives_its_own_score_id():
+    """Two Hydra variants never share a cached score file."""
+    variants = [{}, {"hydra_images": 500}, {"hydra_images": 1000}, {"hydra_loss": "natural"},
+                {"hydra_images": 500, "hydra_loss": "natural"}, {"hydra_epochs": 20},
+                {"ratio": 0.3}]
+    ids = [needs_scores({"method": "activation_prune", "significance": "hydra", **v})[0]
+           for v in variants]
+    assert len(set(ids)) == len(ids)
+    assert ids[:4] == ["hydra-train-base-keep0.5-e5", "hydra-n500-base-keep0.5-e5",
+                       "hydra-n1000-base-keep0.5-e5", "hydra-train-natural-keep0.5-e5"]
+    # the images option of r_u / GAP / SAP does not reach Hydra
+    assert needs_scores({"method": "activation_prune", "significance": "hydra",
+                         "images": 50}) == ids[:1]

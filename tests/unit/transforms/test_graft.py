@@ -103,6 +103,15 @@ def test_activation_pruning_silences_the_least_significant_neurons(mlp, dataset)
     assert result.report["entry"]["activation"] == "zero"
 
 
+def test_hydra_pruning_without_a_score_file_learns_scores_with_the_base_loss(mlp, dataset):
+    """The transform computes a missing score itself; Hydra's default loss is the base model's,
+    read from the checkpoint it is given."""
+    result = _run("activation_prune", mlp, dataset, significance="hydra", ratio=0.5, epochs=1,
+                  hydra_epochs=1)
+    assert result.report["totals"]["n_grafted"] == 24
+    assert result.report["scores"]["significance"].endswith("(computed in place)")
+
+
 def test_tuning_only_the_graft_keeps_the_weights(mlp, dataset):
     result = _run("graft", mlp, dataset, eps=EPS, tune="graft", epochs=2, images=32,
                   a_init=0.2, lr_graft=0.5)

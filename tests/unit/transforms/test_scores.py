@@ -1,6 +1,7 @@
 """Instability and significance scores: real bounds, real gradients, their files and ids."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,11 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from vfbench.errors import VfbenchError
+from vfbench.losses import LOSSES
 from vfbench.models import build_model, get_site, site_names
+from vfbench.train import resolve_train_entry, train_model
 from vfbench.transforms.scores import (
+    NATURAL_OBJECTIVE,
     ScoreSpec,
     compute_score,
     gap_significance,
+    hydra_objective,
     hydra_significance,
     instability_counts,
     instability_score,
@@ -33,10 +38,18 @@ EPS = 0.05
     ScoreSpec("instability", images=7, bound="alpha_crown", eps=2 / 255),
     ScoreSpec("instability", images=7, bound="ibp", eps=1e-5),
     ScoreSpec("gap", images=1000),
-    ScoreSpec("hydra", images=50, keep=0.5, epochs=5),
+    ScoreSpec("hydra", images=50, keep=0.5, epochs=5, loss="natural"),
+    ScoreSpec("hydra", images="train", keep=0.3, epochs=20, loss="base"),
 ])
 def test_score_ids_round_trip(spec):
     assert parse_score_id(spec.id) == spec
+
+
+def test_hydra_ids_name_images_and_loss():
+    assert ScoreSpec("hydra", images="train", keep=0.5, epochs=5, loss="base").id == \
+        "hydra-train-base-keep0.5-e5"
+    assert ScoreSpec("hydra", images=1000, keep=0.5, epochs=5, loss="natural").id == \
+        "hydra-n1000-natural-keep0.5-e5"
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -45,6 +58,10 @@ def test_score_ids_round_trip(spec):
     ("gap-x3", "cannot read part"),
     ("magic-n10", "unknown score kind"),
     ("instability-crown-eps0.10-n10", "not canonical"),
+    ("hydra-n1000-keep0.5-e5", "loss None unknown"),        # an id from before hydra_loss
+    ("hydra-train-pgd-keep0.5-e5", "cannot read part 'pgd'"),
+    ("hydra-keep0.5-base-train-e5", "not canonical"),
+    ("gap-train-base", "cannot read part 'base'"),
 ])
 def test_bad_score_ids_are_errors(bad, message):
     with pytest.raises(VfbenchError, match=message):
@@ -133,14 +150,79 @@ def test_hydra_learns_scores_with_weights_frozen(mlp, dataset):
     model = copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = score_images(dataset, 64, "cpu")
+    meta = {}
     scores = hydra_significance(model, x, y, 16, keep=0.5, epochs=2,
-                                rng=np.random.default_rng(0))
+                                rng=np.random.default_rng(0), meta=meta)
     sap = sap_significance(model, x, y, 16)
     init = {n: v / v.max() for n, v in sap.items()}
     assert any(not np.allclose(scores[n], init[n]) for n in scores)  # it learned
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])  # weights and BN statistics untouched
     assert all(p.requires_grad for p in model.parameters())
+    assert meta["hydra"]["loss_terms"] == {"natural": 1.0} and meta["hydra"]["images"] == 64
+    assert [row["epoch"] for row in meta["hydra"]["history"]] == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def pgd_trained(dataset, mlp):
+    """A tiny MLP after one epoch of 2-step PGD training on 64 images, and its checkpoint."""
+    data = replace(dataset, x_train=dataset.x_train[:64], y_train=dataset.y_train[:64])
+    kwargs = mlp[1]["arch_kwargs"]
+    model = build_model("net1", **kwargs)
+    entry = resolve_train_entry({"epochs": 1, "batch_size": 32, "losses": {"pgd": 1.0},
+                                 "loss_options": {"pgd": {"eps": 0.05, "steps": 2}},
+                                 "eps_ramp": {"start_epoch": 0, "epochs": 5}})
+    train_model(model, data, entry, "cpu", seed=0)
+    return model.eval(), {"arch": "net1", "arch_kwargs": kwargs,
+                          "config": {"train": entry, "seed": 0}}, data
+
+
+def test_hydra_with_the_base_loss_optimises_the_recorded_objective(pgd_trained, tmp_path,
+                                                                    monkeypatch):
+    model, ckpt, data = pgd_trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []  # (eps ramp, steps, model in train mode) of every pgd term evaluation
+    pgd = LOSSES["pgd"]
+
+    def spy(batch, opts):
+        seen.append((batch.ramp, opts["steps"], batch.model.training))
+        return pgd.fn(batch, opts)
+
+    monkeypatch.setitem(LOSSES, "pgd", replace(pgd, fn=spy))
+    spec = ScoreSpec("hydra", images="train", keep=0.5, epochs=2, loss="base")
+    meta = {}
+    raw = compute_score(spec, model, data, "cpu", batch_size=8, ckpt=ckpt, meta=meta)
+    assert set(seen) == {(1.0, 2, False)} and len(seen) == 4  # full eps, eval mode, 2 x 2 batches
+    hydra = meta["hydra"]
+    assert hydra["loss_terms"] == {"pgd": 1.0}
+    assert hydra["loss_options"]["pgd"]["steps"] == 2 and hydra["eps_ramp"] == 1.0
+    assert meta["images"] == hydra["images"] == 64 and hydra["epochs"] == 2
+    assert hydra["batch_size"] == 32  # the base training's, not the score batch size
+    assert [set(row) >= {"objective", "pgd", "lr"} for row in hydra["history"]] == [True] * 2
+    assert all(np.isfinite(row["objective"]) for row in hydra["history"])
+    x, y = data.tensors("train")
+    init = {n: v / v.max() for n, v in sap_significance(model, x, y, 8).items()}
+    assert any(not np.allclose(raw[n], init[n]) for n in raw)  # optimised away from the init
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    save_scores(tmp_path / "h.npz", spec, raw, meta)
+    assert load_scores(tmp_path / "h.npz").meta["hydra"]["loss_terms"] == {"pgd": 1.0}
+    natural = compute_score(replace(spec, loss="natural"), model, data, "cpu", batch_size=8,
+                            ckpt=ckpt)
+    assert any(not np.allclose(natural[n], raw[n]) for n in raw)  # the loss matters
+
+
+def test_hydra_objective_from_the_base_training(sparse_mlp):
+    _, ckpt = sparse_mlp
+    objective = hydra_objective("base", ckpt)
+    assert objective.losses == {"natural": 1.0} and objective.left_out == ("sparse_bn",)
+    assert objective.batch_size == 32
+    assert hydra_objective("natural", None) == NATURAL_OBJECTIVE
+    with pytest.raises(VfbenchError, match="needs the base model's checkpoint"):
+        hydra_objective("base", None)
+    certified = {"config": {"train": {"losses": {"crown_ibp": 1.0}}}}
+    with pytest.raises(VfbenchError, match="crown_ibp.*hydra_loss: natural"):
+        hydra_objective("base", certified)
 
 
 def test_score_file_round_trip(tmp_path, mlp, dataset):

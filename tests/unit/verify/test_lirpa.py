@@ -256,3 +256,15 @@ def test_zero_pad_traced_from_torch_is_bounded_soundly():
         for _ in range(20):
             z = model((x + 0.001 * (2 * torch.rand_like(x) - 1)).clamp(0, 1))
             assert (lower <= torch.einsum("bkc,bc->bk", spec, z) + 1e-5).all()
+
+
+def test_alpha_crown_keeps_stdout_clean(trained_mlp, synthetic, capfd):
+    """auto_LiRPA prints 'all verified at Nth iter' when its early stop fires; a script's stdout
+    (file lists, JSON) must not carry it."""
+    x, y = synthetic[0][239:240], synthetic[1][239:240]  # CROWN fails, alpha-CROWN proves it
+    bm = lirpa.bounded_model(trained_mlp, x)
+    crown = lirpa.compute_margin_bounds(bm, x, 0.01, y.tolist(), "crown")
+    alpha = lirpa.compute_margin_bounds(bm, x, 0.01, y.tolist(), "alpha_crown",
+                                        {"iterations": 20})
+    assert not (crown.lower > 0).all() and (alpha.lower > 0).all()
+    assert "verified" not in capfd.readouterr().out

@@ -1,0 +1,304 @@
+"""A campaign's results, loaded from what the earlier steps wrote: what the tables and figures read.
+
+``load_results`` gathers merged verification parquets, evaluate ``metrics.json``, training
+``base.json``, transform ``report.json`` and per-neuron score files (``scores/{id}.npz``) from
+explicit lists of (id, path); ``load_results_from_paths`` takes the plain path lists a rule passes
+and reads the ids from the documented results layout. Score files can be large (one value per
+neuron), so they are read when a figure first asks for one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vfbench import metrics
+from vfbench.errors import VfbenchError
+from vfbench.io import read_json
+
+ModelKey = tuple[str, str, str, str]  # dataset, arch, train, transform
+ScoreKey = tuple[str, str, str, str]  # dataset, arch, train, score id
+
+
+def parse_model_id(text: str, parts: int = 4) -> tuple[str, ...]:
+    """``"dataset/arch/train/transform"`` (or the first ``parts`` of it) as a tuple."""
+    fields = str(text).strip("/").split("/")
+    if len(fields) != parts or not all(fields):
+        raise VfbenchError(f"model id {text!r}: expected {parts} parts "
+                           f"'dataset/arch/train{'/transform' if parts == 4 else ''}'")
+    return tuple(fields)
+
+
+# --- score files ---------------------------------------------------------------------------------
+
+@dataclass
+class ScoreFile:
+    """One score output of a base model (vfbench.transforms.scores.save_scores): per activation
+    site, in the file's site order, every neuron's rank-normalised score in [0, 1]
+    (``score/<site>``: the r_u or r_s of paper 000), plus the file's ``meta``."""
+
+    path: str
+    normalised: dict[str, np.ndarray]
+    meta: dict
+
+
+def read_score_file(path: str | os.PathLike) -> ScoreFile:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            normalised = {str(site): data[f"score/{site}"] for site in meta["sites"]}
+    except FileNotFoundError as exc:
+        raise VfbenchError(f"{path}: score file not found") from exc
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise VfbenchError(f"{path}: not a vfbench score file ({exc!r})") from exc
+    return ScoreFile(path=str(path), normalised=normalised, meta=meta)
+
+
+class ScoreFiles(Mapping):
+    """(dataset, arch, train, score id) -> ``ScoreFile``, each file read on first access."""
+
+    def __init__(self, paths: Mapping[ScoreKey, str] | None = None):
+        self.paths: dict[ScoreKey, str] = dict(paths or {})
+        self._loaded: dict[ScoreKey, ScoreFile] = {}
+
+    def add(self, key: ScoreKey, path: str | os.PathLike) -> None:
+        self.paths[key] = str(path)
+        self._loaded.pop(key, None)
+
+    def __getitem__(self, key: ScoreKey) -> ScoreFile:
+        if key not in self._loaded:
+            self._loaded[key] = read_score_file(self.paths[key])
+        return self._loaded[key]
+
+    def __contains__(self, key) -> bool:  # without reading the file
+        return key in self.paths
+
+    def __iter__(self) -> Iterator[ScoreKey]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+# --- the loaded results --------------------------------------------------------------------------
+
+@dataclass
+class CampaignResults:
+    """Everything the tables and plots read. ``records`` maps (model, verifier) to that model's
+    verification records over all eps; ``evals`` holds evaluate metrics per model;
+    ``train_metrics`` the ``metrics`` of base.json per (dataset, arch, train); ``reports`` the
+    transform's report.json per model; ``scores`` the score files per (dataset, arch, train,
+    score id), read lazily."""
+
+    config: dict
+    records: dict[tuple[ModelKey, str], pd.DataFrame] = field(default_factory=dict)
+    evals: dict[ModelKey, dict] = field(default_factory=dict)
+    train_metrics: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    reports: dict[ModelKey, dict] = field(default_factory=dict)
+    scores: ScoreFiles = field(default_factory=ScoreFiles)
+    inputs: list[str] = field(default_factory=list)
+    model_order: list[ModelKey] = field(default_factory=list)
+    _slices: dict = field(default_factory=dict, repr=False)
+
+    def add_model(self, key: ModelKey) -> None:
+        if key not in self.model_order:
+            self.model_order.append(key)
+
+    def models(self) -> list[ModelKey]:
+        """Every model any input names, in the order the inputs first named it."""
+        return list(self.model_order)
+
+    def model_pairs(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((d, a) for d, a, _, _ in self.model_order))
+
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(d for d, _, _, _ in self.model_order))
+
+    def verifiers(self, arch: str | None = None) -> list[str]:
+        """The configured verifiers (those whose ``only_arch`` admits ``arch``), then any other
+        verifier the records name."""
+        entries = self.config.get("verify", {}).get("verifiers", {})
+        configured = [name for name, entry in entries.items()
+                      if arch is None or arch in ((entry or {}).get("only_arch") or [arch])]
+        recorded = [v for (key, v) in self.records if arch is None or key[1] == arch]
+        return list(dict.fromkeys(configured + recorded))
+
+    def eps_values(self, key: ModelKey | None = None) -> list[float]:
+        """The campaign's eps (for ``key``: its models entry's own ``eps`` if it has one), then
+        any other eps the records hold."""
+        values = [float(e) for e in self._configured_eps(key)]
+        for (model, _), frame in self.records.items():
+            if key is None or model == key:
+                values += [float(e) for e in frame["eps"].unique()]
+        unique: list[float] = []
+        for eps in values:
+            if not any(metrics.same_eps(eps, seen) for seen in unique):
+                unique.append(eps)
+        return unique
+
+    def _configured_eps(self, key: ModelKey | None) -> list:
+        default = self.config.get("verify", {}).get("eps", [])
+        if key is None:
+            return list(default)
+        for item in self.config.get("models", []):
+            fields = [item.get(f, "none" if f == "transform" else None)
+                      for f in ("dataset", "arch", "train", "transform")]
+            if all(part in (v if isinstance(v, list) else [v])
+                   for part, v in zip(key, fields, strict=True)):
+                return list(item.get("eps") or default)
+        return list(default)
+
+    def records_for(self, key: ModelKey, verifier: str, eps: float) -> pd.DataFrame | None:
+        """The records of one (model, verifier, eps), or None when that run is not in the inputs."""
+        memo = (key, verifier, float(eps))
+        if memo not in self._slices:
+            frame = self.records.get((key, verifier))
+            chosen = None if frame is None else frame[np.isclose(
+                frame["eps"].astype(float), float(eps), rtol=metrics.EPS_RTOL, atol=0.0)]
+            self._slices[memo] = chosen if chosen is not None and len(chosen) else None
+        return self._slices[memo]
+
+    def timeout(self, verifier: str) -> float | None:
+        verify = self.config.get("verify", {})
+        entry = verify.get("verifiers", {}).get(verifier, {}) or {}
+        value = entry.get("timeout_s", verify.get("timeout_s"))
+        return None if value is None else float(value)
+
+    def pgd_settings(self) -> list[dict]:
+        """The distinct PGD settings the evaluate step recorded."""
+        settings = [metrics.pgd_settings_of(e) for e in self.evals.values()]
+        return [json.loads(s) for s in dict.fromkeys(json.dumps(s, sort_keys=True)
+                                                      for s in settings if s)]
+
+
+def _read_parquet(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError as exc:
+        raise VfbenchError(f"{path}: verification parquet not found") from exc
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise VfbenchError(f"{path}: not a readable parquet ({exc})") from exc
+
+
+Pairs = Iterable[tuple[str, str | os.PathLike]]
+
+
+def load_results(config: Mapping, *, verify: Pairs = (), evals: Pairs = (), train: Pairs = (),
+                 transform: Pairs = (), scores: Pairs = ()) -> CampaignResults:
+    """Gather a campaign's results from explicit (id, path) pairs.
+
+    ``verify``: merged ``eps{eps}.parquet`` files (id ``dataset/arch/train/transform``; one model
+    may have many). ``evals``: evaluate ``metrics.json``. ``train``: ``base.json`` (id
+    ``dataset/arch/train``; its ``metrics`` are kept). ``transform``: ``report.json``.
+    ``scores``: score files (id ``dataset/arch/train/score id``; read when first used).
+    """
+    results = CampaignResults(config=dict(config))
+    collected: dict[tuple[ModelKey, str], list[pd.DataFrame]] = {}
+    for model_id, path in verify:
+        key = parse_model_id(model_id)
+        frame = metrics.check_records(_read_parquet(path), str(path))
+        results.add_model(key)
+        results.inputs.append(str(path))
+        for verifier, part in frame.groupby("verifier", sort=False):
+            collected.setdefault((key, str(verifier)), []).append(part)
+    results.records = {k: pd.concat(v, ignore_index=True) for k, v in collected.items()}
+    for model_id, path in evals:
+        key = parse_model_id(model_id)
+        results.evals[key] = read_json(path)
+        results.add_model(key)
+        results.inputs.append(str(path))
+    for model_id, path in train:
+        summary = read_json(path)
+        results.train_metrics[parse_model_id(model_id, parts=3)] = summary.get("metrics", {})
+        results.inputs.append(str(path))
+    for model_id, path in transform:
+        key = parse_model_id(model_id)
+        results.reports[key] = read_json(path)
+        results.add_model(key)
+        results.inputs.append(str(path))
+    for score_id, path in scores:
+        results.scores.add(parse_model_id(score_id), path)
+        results.inputs.append(str(path))
+    return results
+
+
+# Where each input sits in results/{campaign}/ (DESIGN's paths): the folder that anchors it, how
+# many path parts after the anchor name the model, and the folder between those and the file
+# ("*": any name, e.g. the verifier's).
+_LAYOUT = {
+    "verify": ("verify", 4, "*"),       # verify/{d}/{a}/{t}/{x}/{verifier}/eps{eps}.parquet
+    "evaluate": ("eval", 4, None),      # eval/{d}/{a}/{t}/{x}/metrics.json
+    "train": ("models", 3, None),       # models/{d}/{a}/{t}/base.json
+    "transform": ("models", 4, None),   # models/{d}/{a}/{t}/{x}/report.json
+    "scores": ("models", 3, "scores"),  # models/{d}/{a}/{t}/scores/{score id}.npz
+}
+SCORE_SUFFIX = ".npz"
+
+
+def model_id_from_path(path: str | os.PathLike, kind: str) -> str:
+    """The id a results file belongs to, read from its place in the results layout: the model's
+    ``dataset/arch/train[/transform]``; for a score file ``dataset/arch/train/{score id}``."""
+    anchor, n, folder = _LAYOUT[kind]
+    parts = Path(path).parts
+    depth = n + (2 if folder is None else 3)  # anchor + id (+ folder) + file
+    if len(parts) < depth or parts[-depth] != anchor or folder not in (None, "*", parts[-2]):
+        where = f"{anchor}/" + (f"{{dataset}}/{{arch}}/{{train}}/{folder}/" if kind == "scores"
+                                else "")
+        raise VfbenchError(f"{path}: not a {kind} output under results/{{campaign}}/{where}")
+    model = parts[-depth + 1:-depth + 1 + n]
+    if kind != "scores":
+        return "/".join(model)
+    if not parts[-1].endswith(SCORE_SUFFIX):
+        raise VfbenchError(f"{path}: a score file is named {{score id}}{SCORE_SUFFIX}")
+    return "/".join((*model, parts[-1][:-len(SCORE_SUFFIX)]))
+
+
+def load_results_from_paths(config: Mapping, *, verify: Sequence = (), evaluate: Sequence = (),
+                            train: Sequence = (), transform: Sequence = (),
+                            scores: Sequence = ()) -> CampaignResults:
+    """``load_results`` for the plain path lists a Snakemake rule passes."""
+    def pairs(paths, kind):
+        return [(model_id_from_path(p, kind), p) for p in paths]
+    return load_results(config, verify=pairs(verify, "verify"), evals=pairs(evaluate, "evaluate"),
+                        train=pairs(train, "train"), transform=pairs(transform, "transform"),
+                        scores=pairs(scores, "scores"))
+
+
+# --- command line (scripts/tables.py, scripts/plots.py) -----------------------------------------
+
+def add_results_arguments(parser) -> None:
+    """The arguments both the tables and the plots CLI take: the config and the input lists."""
+    from vfbench.scripting import json_arg
+
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config-json", type=json_arg, help="the resolved campaign config, JSON")
+    source.add_argument("--config", help="a campaign config file (YAML), validated here")
+    parser.add_argument("--verify", nargs="*", default=[],
+                        help="merged verify/{dataset}/{arch}/{train}/{transform}/{verifier}/"
+                             "eps{eps}.parquet files")
+    parser.add_argument("--evaluate", nargs="*", default=[], help="eval/.../metrics.json files")
+    parser.add_argument("--train", nargs="*", default=[],
+                        help="models/{dataset}/{arch}/{train}/base.json files")
+    parser.add_argument("--transform", nargs="*", default=[],
+                        help="models/.../{transform}/report.json files")
+    parser.add_argument("--scores", nargs="*", default=[],
+                        help="models/{dataset}/{arch}/{train}/scores/{score id}.npz files")
+    parser.add_argument("--out-dir", required=True)
+
+
+def load_results_from_arguments(args) -> CampaignResults:
+    if args.config is not None:
+        from vfbench.config import load_config
+
+        config = load_config(args.config)
+    else:
+        config = args.config_json
+    return load_results_from_paths(config, verify=args.verify, evaluate=args.evaluate,
+                                   train=args.train, transform=args.transform,
+                                   scores=args.scores)
