@@ -208,19 +208,15 @@ def load_results(config: Mapping, *, verify: Pairs = (), evals: Pairs = (), trai
         for verifier, part in frame.groupby("verifier", sort=False):
             collected.setdefault((key, str(verifier)), []).append(part)
     results.records = {k: pd.concat(v, ignore_index=True) for k, v in collected.items()}
-    for model_id, path in evals:
-        key = parse_model_id(model_id)
-        results.evals[key] = read_json(path)
-        results.add_model(key)
-        results.inputs.append(str(path))
+    for per_model, pairs in ((results.evals, evals), (results.reports, transform)):
+        for model_id, path in pairs:
+            key = parse_model_id(model_id)
+            per_model[key] = read_json(path)
+            results.add_model(key)
+            results.inputs.append(str(path))
     for model_id, path in train:
         summary = read_json(path)
         results.train_metrics[parse_model_id(model_id, parts=3)] = summary.get("metrics", {})
-        results.inputs.append(str(path))
-    for model_id, path in transform:
-        key = parse_model_id(model_id)
-        results.reports[key] = read_json(path)
-        results.add_model(key)
         results.inputs.append(str(path))
     for score_id, path in scores:
         results.scores.add(parse_model_id(score_id), path)
