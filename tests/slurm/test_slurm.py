@@ -116,8 +116,10 @@ def test_every_job_completes_on_slurm_and_is_in_sacct(campaign):
     assert {j["State"] for j in jobs} == {"COMPLETED"}, jobs
     rules = [j["rule"] for j in jobs]
     assert rules.count("verify_shard") == SHARDS
-    for rule in ("train_base", "transform", "fold_bn", "evaluate", "export_onnx"):
+    # the profile's group: one job runs a model's transform, fold_bn and export_onnx
+    for rule in ("train_base", "model_export_onnx_fold_bn_transform", "evaluate"):
         assert rules.count(rule) == 1, rules
+    assert len(rules) == SHARDS + 3, rules
     # light steps run in the main process, not as cluster jobs
     assert local_rules_run(output) == ["fetch_data", "make_instances", "make_specs",
                                        "merge_verify", "plots", "tables"]
