@@ -587,11 +587,18 @@ def apply_subset(fetched: Fetched, subset: Subset, name: str) -> Fetched:
                    split={**fetched.split, "subset": record})
 
 
-def check_data_entry(name: str, entry: dict) -> dict:
-    """Validate a config ``data`` entry; returns it resolved, every option with its default."""
+def _resolve(name: str, entry: dict):
+    """(source, subset or None, the entry with every option at its value or default)."""
     kind, source = _make_source(name, entry)
     subset = _subset(entry, name)
-    return {"source": kind, **asdict(source), **({"subset": asdict(subset)} if subset else {})}
+    resolved = {"source": kind, **asdict(source),
+                **({"subset": asdict(subset)} if subset else {})}
+    return source, subset, resolved
+
+
+def check_data_entry(name: str, entry: dict) -> dict:
+    """Validate a config ``data`` entry; returns it resolved, every option with its default."""
+    return _resolve(name, entry)[2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -668,11 +675,9 @@ def fetch_dataset(name: str, entry: dict, out_npz: str | Path, out_card: str | P
                   cache_dir: str | Path) -> dict:
     """Fetch dataset ``name`` as its config ``entry`` says; write the npz and the card
     (both atomically, nothing on any error) and return the card."""
-    resolved = check_data_entry(name, entry)
-    _, source = _make_source(name, entry)
+    source, subset, resolved = _resolve(name, entry)
     fetched = source.fetch(name, Path(cache_dir))
     check_arrays(fetched.arrays, f"dataset {name!r} from {fetched.source}")
-    subset = _subset(entry, name)
     if subset is not None:
         fetched = apply_subset(fetched, subset, name)
     card = make_card(name, resolved, fetched)

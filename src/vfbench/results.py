@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ import pandas as pd
 from vfbench import metrics
 from vfbench.errors import VfbenchError
 from vfbench.io import read_json
+
+if TYPE_CHECKING:
+    from vfbench.transforms.scores import ScoreSet
 
 ModelKey = tuple[str, str, str, str]  # dataset, arch, train, transform
 ScoreKey = tuple[str, str, str, str]  # dataset, arch, train, score id
@@ -37,43 +41,23 @@ def parse_model_id(text: str, parts: int = 4) -> tuple[str, ...]:
 
 # --- score files ---------------------------------------------------------------------------------
 
-@dataclass
-class ScoreFile:
-    """One score output of a base model (vfbench.transforms.scores.save_scores): per activation
-    site, in the file's site order, every neuron's rank-normalised score in [0, 1]
-    (``score/<site>``: the r_u or r_s of paper 000), plus the file's ``meta``."""
-
-    path: str
-    normalised: dict[str, np.ndarray]
-    meta: dict
-
-
-def read_score_file(path: str | os.PathLike) -> ScoreFile:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            normalised = {str(site): data[f"score/{site}"] for site in meta["sites"]}
-    except FileNotFoundError as exc:
-        raise VfbenchError(f"{path}: score file not found") from exc
-    except (KeyError, TypeError, ValueError, OSError) as exc:
-        raise VfbenchError(f"{path}: not a vfbench score file ({exc!r})") from exc
-    return ScoreFile(path=str(path), normalised=normalised, meta=meta)
-
-
 class ScoreFiles(Mapping):
-    """(dataset, arch, train, score id) -> ``ScoreFile``, each file read on first access."""
+    """(dataset, arch, train, score id) -> ``vfbench.transforms.scores.ScoreSet``, each file
+    read on first access."""
 
     def __init__(self, paths: Mapping[ScoreKey, str] | None = None):
         self.paths: dict[ScoreKey, str] = dict(paths or {})
-        self._loaded: dict[ScoreKey, ScoreFile] = {}
+        self._loaded: dict[ScoreKey, ScoreSet] = {}
 
     def add(self, key: ScoreKey, path: str | os.PathLike) -> None:
         self.paths[key] = str(path)
         self._loaded.pop(key, None)
 
-    def __getitem__(self, key: ScoreKey) -> ScoreFile:
+    def __getitem__(self, key: ScoreKey) -> ScoreSet:
+        from vfbench.transforms.scores import load_scores  # torch: only when a figure needs it
+
         if key not in self._loaded:
-            self._loaded[key] = read_score_file(self.paths[key])
+            self._loaded[key] = load_scores(self.paths[key])
         return self._loaded[key]
 
     def __contains__(self, key) -> bool:  # without reading the file

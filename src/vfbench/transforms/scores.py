@@ -28,7 +28,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -144,11 +144,13 @@ def check_score_spec(spec: ScoreSpec) -> None:
 
 @dataclass
 class ScoreSet:
-    """A loaded score file: raw values per site plus what produced them."""
+    """A loaded score file: raw values per site, what produced them, and per site the
+    rank-normalised scores in [0, 1] (the r_u / r_s that figures draw)."""
 
     spec: ScoreSpec
     raw: dict[str, np.ndarray]
     meta: dict
+    normalised: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def save_scores(path: str | os.PathLike, spec: ScoreSpec, raw: dict[str, np.ndarray],
@@ -171,12 +173,13 @@ def load_scores(path: str | os.PathLike) -> ScoreSet:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             raw = {name: data[f"raw/{name}"] for name in meta["sites"]}
+            normalised = {name: data[f"score/{name}"] for name in meta["sites"]}
             spec = ScoreSpec(**meta.pop("spec"))
     except FileNotFoundError as exc:
         raise VfbenchError(f"{path}: score file not found") from exc
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise VfbenchError(f"{path}: not a vfbench score file ({exc!r})") from exc
-    return ScoreSet(spec=spec, raw=raw, meta=meta)
+    return ScoreSet(spec=spec, raw=raw, meta=meta, normalised=normalised)
 
 
 # --- the images scores look at -----------------------------------------------------------------
