@@ -37,7 +37,7 @@ def main() -> None:
     entry = {k: v for k, v in args.entry_json.items() if k != "only_arch"}
     entry = {"unstable_bound": args.unstable_bound, "seed": args.seed, **entry}
     journal = shard_journal(args.out, onnx_path=args.onnx, entry=entry, eps=args.eps,
-                            timeout_s=args.timeout, images=[i for i, _, _ in instances])
+                            timeout_s=args.timeout, instances=instances)
     records = verify_shard(args.onnx, instances, args.eps, args.verifier, entry, args.timeout,
                            journal, device=device)
     write_jsonl(args.out, records)

@@ -3,18 +3,20 @@
 Per image: CROWN, then alpha-CROWN at the root; every margin (y_label - y_j) still not proven
 positive becomes a root domain. A domain is the ball restricted by ReLU splits (neuron input >= 0
 or <= 0). Each round takes the domains with the lowest lower bounds and splits each on a neuron:
-the BaBSR-style scores name a few candidates and a probe (one CROWN pass on their children)
-picks the one whose children it bounds highest. All children are bounded in one batch with
-auto_LiRPA 0.3's beta-CROWN: intermediate bounds are the root's, with each split neuron's bound
-clamped at 0 (sound on the domain), and every split enters the final bound as a Lagrangian term
-beta * (sign * z) with beta >= 0 optimised jointly with the alpha slopes (``sparse_beta`` /
-``sparse_beta_loc`` / ``sparse_beta_sign`` on each BoundRelu). Small nodes' bounds are
-recomputed per domain first, by CROWN with the splits' betas. A domain whose lower bound is
-positive is closed; the point that minimises each child's linear lower bound is run through the
-model (an attack guided by the bound). A domain with no unstable neuron left is decided exactly
-by an LP (``milp``). The image is verified when no domain is left; a counterexample (re-checked
-by onnxruntime, here and in the base) makes it falsified; the deadline and the caps on open
-domains and memory end it as timeout / unknown.
+the BaBSR-style scores name a few candidates and a probe (one CROWN pass on their children) picks
+the one whose children it bounds highest. All children are bounded in one batch with auto_LiRPA
+0.3's beta-CROWN: intermediate bounds are the root's, with each split neuron's bound clamped at 0
+(sound on the domain), and every split enters the final bound as a Lagrangian term beta * (sign *
+z) with beta >= 0 optimised jointly with the alpha slopes (``sparse_beta`` / ``sparse_beta_loc`` /
+``sparse_beta_sign`` on each BoundRelu). Small nodes' bounds are recomputed per domain first, by
+CROWN with the splits' betas. A domain whose lower bound is above its margin's tolerance
+(``vfbench.verify.tolerance``: float32 bounds decide nothing closer to 0), or whose bounds are
+inverted beyond the neurons' tolerances (infeasible), is closed; a non-finite bound is an error,
+never a closed domain. The point that minimises each child's linear lower bound is run through the
+model (an attack guided by the bound). A domain with no unstable neuron left is decided exactly by
+an LP (``milp``). The image is verified when no domain is left; a counterexample (re-checked by
+onnxruntime, here and in the base) makes it falsified; the deadline and the caps on open domains
+and memory end it as timeout / unknown.
 
 Large nodes (conv layers) keep CROWN's bounds at the root at first; an image still open after
 ``escalate_after`` branches gets alpha-CROWN on every layer, where that fits in memory, and a
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 
 from vfbench.errors import VfbenchError
-from vfbench.verify import lirpa, milp
+from vfbench.verify import lirpa, milp, tolerance
 from vfbench.verify.base import Decision, Verifier
 
 BRANCHING = ("babsr", "width")
@@ -94,8 +96,11 @@ class _Search:
 
     def __init__(self, verifier: BabVerifier, x: torch.Tensor, label: int, eps: float,
                  deadline: float, root_pre: list[tuple[torch.Tensor, torch.Tensor]],
-                 budget: int | None = None):
+                 tol: torch.Tensor, pre_tol: list[torch.Tensor], budget: int | None = None):
         self.v, self.x, self.label, self.eps, self.deadline = verifier, x, label, eps, deadline
+        # Tolerances (vfbench.verify.tolerance): per margin row, and per ReLU node's neuron.
+        self.tol = tol.reshape(-1).tolist()
+        self.pre_tol = [t[0].reshape(-1) for t in pre_tol]
         self.budget = budget  # branches after which run() gives up with 'budget'
         self.opts = verifier.options
         self.bm = verifier.bab_bm
@@ -138,8 +143,11 @@ class _Search:
 
     def _domain_bounds(self, domains: list[Domain]):
         """Per ReLU node: (lower, upper) of shape (N, n_k) for the batch: root bounds, refined
-        ones where a domain has them, each split neuron's clamped at 0."""
+        ones where a domain has them, each split neuron's clamped at 0; and which domains are
+        infeasible (some lower > upper beyond the tolerance). An inversion within the
+        tolerance (rounding) is undone, lower and upper swapped, so bounding stays sound."""
         out = []
+        infeasible = torch.zeros(len(domains), dtype=torch.bool, device=self.x.device)
         for k in range(len(self.relus)):
             if any(k in d.refined for d in domains):
                 lower = torch.stack([d.refined[k][0] if k in d.refined else self.lower0[k]
@@ -155,8 +163,9 @@ class _Search:
                 if where:
                     rows, cols = torch.tensor(where, device=lower.device).T
                     bound[rows, cols] = bound[rows, cols].clamp(**clamp)
-            out.append((lower, upper))
-        return out
+            infeasible |= tolerance.infeasible(lower, upper, self.pre_tol[k]).any(dim=1)
+            out.append((torch.minimum(lower, upper), torch.maximum(lower, upper)))
+        return out, infeasible
 
     def _set_state(self, domains: list[Domain]) -> None:
         """Betas (sparse_beta / _loc / _sign; padding has sign 0) and alphas on every ReLU node.
@@ -207,6 +216,9 @@ class _Search:
                                intermediate_layer_bounds=given, reference_bounds=fixed)
         for k in nodes:
             node = self.relus[k].inputs[0]
+            for value in (node.lower, node.upper):
+                tolerance.check_finite(value.detach(), f"verifier {self.v.name}: refined "
+                                       f"bounds of ReLU node {self.relus[k].name}")
             lo = torch.maximum(node.lower.detach().reshape(N, -1), bounds[k][0])
             up = torch.minimum(node.upper.detach().reshape(N, -1), bounds[k][1])
             bounds[k] = (lo, up)
@@ -221,7 +233,7 @@ class _Search:
         N = len(domains)
         ball = lirpa.ball(self.x.expand(N, *self.x.shape[1:]), self.eps)
         C = self.C[[d.spec for d in domains]].unsqueeze(1)
-        bounds = self._domain_bounds(domains)
+        bounds, infeasible = self._domain_bounds(domains)
         fixed = {self.names[k]: [lo.view(N, *self.shapes[k]), up.view(N, *self.shapes[k])]
                  for k, (lo, up) in enumerate(bounds)}
         self._set_state(domains)
@@ -244,9 +256,7 @@ class _Search:
                     bound_upper=False, intermediate_layer_bounds=fixed, return_A=True,
                     needed_A_dict={final: [self.v.input_node]})
         lower = lower.detach()[:, 0]
-        infeasible = torch.zeros(N, dtype=torch.bool, device=lower.device)
-        for lo, up in bounds:
-            infeasible |= (lo > up).any(dim=1)
+        tolerance.check_finite(lower, f"verifier {self.v.name}: a domain's margin lower bound")
         lower = torch.where(infeasible, torch.full_like(lower, float("inf")), lower)
         if not optimise:
             return lower, domains
@@ -319,7 +329,7 @@ class _Search:
         for d, value in zip(domains, lower.tolist(), strict=True):
             self.domains += 1
             self.depth = max(self.depth, len(d.splits))
-            if value > 0:
+            if value > self.tol[d.spec]:  # (tolerance.proven's rule; inf: infeasible)
                 self.proven = min(self.proven, value)
             else:
                 heapq.heappush(self.pool, d)
@@ -350,7 +360,7 @@ class _Search:
         open_children = []
         for _, t in best.values():
             for child, value in zip(children[2 * t:2 * t + 2], lower[t].tolist(), strict=True):
-                if value > 0:
+                if value > self.tol[child.spec]:
                     self._close_or_pool([child], torch.tensor([value]))
                 else:
                     open_children.append(child)
@@ -388,15 +398,15 @@ class _Search:
 
     def _leaf(self, domain: Domain) -> None:
         """A domain with every neuron stable: an LP decides it exactly."""
-        bounds = self._domain_bounds([domain])
+        bounds, _ = self._domain_bounds([domain])
         x = self.x[0].detach().double().cpu().numpy().reshape(-1)
         milp.check_form_at(self.v.form, self.v.model, x, f"verifier {self.v.name}")
         encoded = milp.encode_ball(
             self.v.form, np.clip(x - self.eps, 0, 1), np.clip(x + self.eps, 0, 1),
-            [(lo[0].double().cpu().numpy(), up[0].double().cpu().numpy()) for lo, up in bounds],
+            [(lo[0], up[0]) for lo, up in bounds], self.pre_tol,
             phases={(node, neuron): sign for node, neuron, sign in domain.splits})
         other = [j for j in range(self.v.model.num_classes) if j != self.label][domain.spec]
-        tol = milp.MILP_DEFAULTS["tolerance"]
+        tol = milp.MILP_DEFAULTS["tolerance"] + self.tol[domain.spec]
         solved = milp.minimise(encoded, encoded.logits[self.label] - encoded.logits[other],
                                self.opts["leaf_solver"], self.deadline - time.perf_counter(),
                                0.0, at_most=tol)
@@ -459,6 +469,7 @@ class BabVerifier(Verifier):
         # in the first image's time.
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         self._form: milp.PiecewiseLinearForm | None = None
+        self._stop_tol = 0.0  # the image's largest margin tolerance (set per image)
 
     @property
     def form(self) -> milp.PiecewiseLinearForm:
@@ -475,8 +486,9 @@ class BabVerifier(Verifier):
             "enable_beta_crown": not root, "enable_alpha_crown": True, "init_alpha": False,
             "iteration": iterations, "lr_alpha": self.options["lr_alpha"],
             "lr_beta": self.options["lr_beta"], "fix_intermediate_layer_bounds": True,
-            "stop_criterion_func": (lambda lower: (lower > 0).all(dim=1, keepdim=True)) if root
-            else (lambda lower: lower > 0)}})
+            # Optimisation stops once the bounds prove the margins (any row's tolerance).
+            "stop_criterion_func": (lambda lower: (lower > self._stop_tol).all(
+                dim=1, keepdim=True)) if root else (lambda lower: lower > self._stop_tol)}})
 
     def _alpha_root(self, x, label, eps, crown: lirpa.MarginBounds):
         """alpha-CROWN at the root on the matrix-mode module: the final bound's slopes, and
@@ -502,9 +514,10 @@ class BabVerifier(Verifier):
                                          bound_upper=False, reference_bounds=reference,
                                          intermediate_layer_bounds=fixed or None)
         self._bab_opts(root=False)
-        pre = [(torch.maximum(relu.inputs[0].lower.detach(), c_lo),
-                torch.minimum(relu.inputs[0].upper.detach(), c_up))
-               for relu, (c_lo, c_up) in zip(bm.relus, crown.pre_activation, strict=True)]
+        tolerance.check_finite(lower.detach(), f"verifier {self.name}: alpha-CROWN at the root")
+        pre = lirpa.pre_activation_bounds(bm, f"verifier {self.name}: alpha-CROWN at the root")
+        pre = [(torch.maximum(lo, c_lo), torch.minimum(up, c_up))
+               for (lo, up), (c_lo, c_up) in zip(pre, crown.pre_activation, strict=True)]
         slopes = [relu.alpha[bm.final_name][0, :, 0].detach().reshape(C.shape[1], -1).clone()
                   for relu in bm.relus]
         return lower.detach()[0], pre, slopes
@@ -512,11 +525,12 @@ class BabVerifier(Verifier):
     def decide(self, x: torch.Tensor, label: int, eps: float, deadline: float) -> Decision:
         crown = self.bounds(x, [label], eps, "crown")
         common = {"bound_method": "crown", "pre_activation": crown.pre_activation}
-        lower = crown.lower[0]
-        if bool((lower > 0).all()):
+        lower, tol, where = crown.lower[0], crown.tol[0], f"verifier {self.name}: root"
+        if bool(tolerance.proven(lower, tol, where).all()):
             return Decision("verified", margin_lb=float(lower.min()), domains=0, depth=0,
                             **common)
         pre, slopes = crown.pre_activation, []
+        self._stop_tol = float(tol.max())
         if self.bab_bm.relus:  # else CROWN is exact already
             alpha_lower, pre, slopes = self._alpha_root(x, label, eps, crown)
             lower = torch.maximum(lower, alpha_lower)
@@ -526,15 +540,16 @@ class BabVerifier(Verifier):
                   if some_fixed and _full_alpha_bytes(sizes) <= self._memory else None)
         searches = []
         while True:
-            if bool((lower > 0).all()):
+            proven = tolerance.proven(lower, tol, where)
+            if bool(proven.all()):
                 status = "verified"
                 break
-            search = _Search(self, x, label, eps, deadline, pre, budget)
+            search = _Search(self, x, label, eps, deadline, pre, tol, crown.pre_tol, budget)
             searches.append(search)
             status = search.run([
                 Domain(lower=float(lower[j]), order=next(search.counter), spec=j, splits=(),
                        betas=(), alphas=[s[j] for s in slopes], refined={})
-                for j in range(len(lower)) if lower[j] <= 0])
+                for j in range(len(lower)) if not proven[j]])
             if status != "budget":
                 break
             # Hard for the cheap root: optimise every layer's bounds (alpha-CROWN in the
@@ -546,7 +561,7 @@ class BabVerifier(Verifier):
         last = searches[-1] if searches else None
         if status == "verified":
             margin_lb = min([last.proven if last else float("inf")]
-                            + [float(v) for v in lower if v > 0])
+                            + [float(v) for v, t in zip(lower, tol, strict=True) if v > t])
         else:
             margin_lb = min(v for v in (last.lower_bound(), float(lower.min())) if v is not None)
         return Decision(status, margin_lb=margin_lb, domains=domains, depth=depth,

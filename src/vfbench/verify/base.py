@@ -33,7 +33,7 @@ import torch
 from vfbench.attacks import pgd_attack
 from vfbench.errors import VfbenchError
 from vfbench.verify import lirpa
-from vfbench.verify.onnx_import import OnnxModel, OrtModel
+from vfbench.verify.onnx_import import DEFAULT_TOLERANCE, OnnxModel, OrtModel
 from vfbench.verify.records import VerificationRecord
 
 # Options every verifier takes. PGD: steps x restarts of margin-loss PGD (0 steps: no falsifier),
@@ -144,22 +144,49 @@ class Verifier:
             raise VfbenchError("a verifier needs the model loaded from its ONNX file "
                                "(vfbench.verify.onnx_import.load_onnx)")
         self.ort = OrtModel(model.onnx_path)
+        # Max |torch - onnxruntime| on logits at any point the verifier looks at.
+        self.agreement_tolerance = DEFAULT_TOLERANCE
         example = torch.zeros((1, *model.input_shape), device=self.device)
         self.bm = lirpa.bounded_model(self.model, example, conv_mode=self.options["conv_mode"],
                                       device=self.device)
 
     # --- tools for decide ------------------------------------------------------------------
 
+    def magnitudes(self, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The model's magnitudes over the ball (``OnnxModel.magnitudes``): what the
+        tolerances of its bounds scale with."""
+        lower, upper = lirpa.input_box(x, eps)
+        return self.model.magnitudes(torch.maximum(lower.abs(), upper.abs()))
+
     def bounds(self, x: torch.Tensor, labels: Sequence[int], eps: float, method: str,
                options: dict | None = None) -> lirpa.MarginBounds:
-        return lirpa.compute_margin_bounds(self.bm, x, eps, labels, method, options)
+        """Margin bounds with their tolerances (``MarginBounds.proven`` decides)."""
+        return lirpa.compute_margin_bounds(self.bm, x, eps, labels, method, options,
+                                           self.magnitudes(x, eps))
+
+    def checked_logits(self, points: torch.Tensor | np.ndarray, where: str) -> np.ndarray:
+        """onnxruntime's logits at ``points`` (B, *input_shape); a VfbenchError if the torch
+        model (what the bounds are computed on) differs from them by more than
+        ``agreement_tolerance`` there (``where`` names the points)."""
+        points = torch.as_tensor(np.asarray(points, dtype=np.float32) if isinstance(
+            points, np.ndarray) else points.detach(), dtype=torch.float32).to(self.device)
+        logits = self.ort(points)
+        with torch.no_grad():
+            ours = self.model(points).cpu().numpy()
+        diff = float(np.abs(ours - logits).max())
+        if not diff <= self.agreement_tolerance:
+            raise VfbenchError(f"the ONNX model converted to torch differs from onnxruntime by "
+                               f"{diff:.3g} (> {self.agreement_tolerance:g}) at {where}")
+        return logits
 
     def confirm_counterexample(self, x_adv: torch.Tensor, x: torch.Tensor, eps: float,
-                               label: int) -> np.ndarray | None:
+                               label: int, where: str = "a counterexample candidate"
+                               ) -> np.ndarray | None:
         """The counterexample (float32, C x H x W, inside the exact ball) if onnxruntime
-        classifies it as another class than ``label`` (strictly larger logit), else None."""
+        classifies it as another class than ``label`` (strictly larger logit), else None. The
+        torch model must agree with onnxruntime at the point (``checked_logits``)."""
         point = clip_into_ball(x_adv.reshape(x.shape), x, eps)
-        logits = self.ort(point.reshape(1, *self.model.input_shape))[0]
+        logits = self.checked_logits(point.reshape(1, *self.model.input_shape), where)[0]
         others = np.delete(logits, label)
         return point.reshape(self.model.input_shape) if others.max() > logits[label] else None
 
@@ -243,7 +270,7 @@ class Verifier:
                            generator=generator)
         left = []
         for k, i in enumerate(todo):
-            point = self.confirm_counterexample(x_adv[k], x[i], eps, labels[i])
+            point = self.confirm_counterexample(x_adv[k], x[i], eps, labels[i], "a PGD point")
             if point is None:
                 left.append(i)
             else:

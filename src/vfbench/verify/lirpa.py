@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from vfbench.errors import VfbenchError
+from vfbench.verify import tolerance
 
 APPLIED_SHIMS: list[str] = []
 
@@ -299,7 +300,7 @@ LIRPA_VERSION = getattr(auto_LiRPA, "__version__", "unknown")
 
 __all__ = ["APPLIED_SHIMS", "LIRPA_VERSION", "BoundedModule", "BoundedTensor",
            "PerturbationLpNorm", "BoundRelu", "BOUND_METHODS", "CONV_MODES", "ALPHA_DEFAULTS",
-           "MarginBounds", "other_classes", "margin_spec", "bounded_model", "ball",
+           "MarginBounds", "other_classes", "margin_spec", "bounded_model", "input_box", "ball",
            "pre_activation_bounds", "check_alpha_options", "compute_margin_bounds"]
 
 
@@ -347,29 +348,58 @@ def bounded_model(model: torch.nn.Module, example_x: torch.Tensor, conv_mode: st
         return BoundedModule(model, example_x, bound_opts=opts, device=str(device))
 
 
+def input_box(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lower, upper) in x's dtype containing the exact box [x - eps, x + eps] ∩ [0, 1] as the
+    VNNLIB file states it (computed in float64, then rounded outward), so that every point of
+    the exported property is inside what is bounded."""
+    exact = x.detach().double()
+    lower64, upper64 = (exact - eps).clamp(0, 1), (exact + eps).clamp(0, 1)
+    lower, upper = lower64.to(x.dtype), upper64.to(x.dtype)
+    lower = torch.where(lower.double() > lower64,
+                        torch.nextafter(lower, torch.full_like(lower, -np.inf)), lower)
+    upper = torch.where(upper.double() < upper64,
+                        torch.nextafter(upper, torch.full_like(upper, np.inf)), upper)
+    return lower, upper
+
+
 def ball(x: torch.Tensor, eps: float) -> BoundedTensor:
-    """The L-inf ball of radius eps around x, intersected with the pixel box [0, 1]."""
-    x_lower = (x - eps).clamp(0, 1)
-    x_upper = (x + eps).clamp(0, 1)
+    """The L-inf ball of radius eps around x, intersected with the pixel box [0, 1]
+    (``input_box``: rounded outward)."""
+    x_lower, x_upper = input_box(x, eps)
     return BoundedTensor(x, PerturbationLpNorm(eps=eps, norm=np.inf, x_L=x_lower, x_U=x_upper))
 
 
 @dataclass
 class MarginBounds:
     """Lower bounds on y_label - y_j, shape (B, K-1) (rows follow ``other_classes``), and the
-    pre-activation bounds [(lower, upper), ...] of every ReLU node in graph order, (B, *shape)."""
+    pre-activation bounds [(lower, upper), ...] of every ReLU node in graph order, (B, *shape).
+    ``tol``: the margins' tolerances (``vfbench.verify.tolerance``), and ``pre_tol`` those of
+    each ReLU node's input, when the caller gave the model's magnitudes."""
 
     lower: torch.Tensor
     pre_activation: list[tuple[torch.Tensor, torch.Tensor]]
+    tol: torch.Tensor | None = None
+    pre_tol: list[torch.Tensor] | None = None
+
+    def proven(self, where: str) -> torch.Tensor:
+        """Which margins are proven positive (``tolerance.proven``), (B, K-1)."""
+        if self.tol is None:
+            raise VfbenchError(f"{where}: bounds without tolerances decide nothing")
+        return tolerance.proven(self.lower, self.tol, where)
 
 
-def pre_activation_bounds(bm: BoundedModule) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(lower, upper) of each ReLU node's input after the last ``compute_bounds``."""
+def pre_activation_bounds(bm: BoundedModule, where: str = "bounds"
+                          ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(lower, upper) of each ReLU node's input after the last ``compute_bounds``; a
+    non-finite one is a VfbenchError naming ``where`` and the node."""
     out = []
     for relu in bm.relus:
         node = relu.inputs[0]
         if not hasattr(node, "lower") or node.lower is None:
             raise VfbenchError(f"no bounds on the input of ReLU node {relu.name}")
+        for side, value in (("lower", node.lower), ("upper", node.upper)):
+            tolerance.check_finite(value.detach(), f"{where}: {side} bound of the input of "
+                                   f"ReLU node {relu.name}")
         out.append((node.lower.detach(), node.upper.detach()))
     return out
 
@@ -380,10 +410,6 @@ _METHOD_NAMES = {"ibp": "IBP", "crown": "backward", "alpha_crown": "CROWN-Optimi
 # much slower) or kept at CROWN's.
 ALPHA_DEFAULTS = {"iterations": 20, "lr_alpha": 0.1, "early_stop": True,
                   "optimize_intermediate": True}
-
-
-def _all_margins_positive(lower: torch.Tensor) -> torch.Tensor:
-    return (lower > 0).all(dim=1, keepdim=True)
 
 
 def check_alpha_options(options: dict | None, where: str = "alpha_crown") -> dict:
@@ -397,13 +423,22 @@ def check_alpha_options(options: dict | None, where: str = "alpha_crown") -> dic
 
 def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
                           labels: torch.Tensor | Sequence[int], method: str = "crown",
-                          options: dict | None = None) -> MarginBounds:
+                          options: dict | None = None,
+                          magnitudes: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+                          ) -> MarginBounds:
     """Sound lower bounds on the margins y_label - y_j over ``ball(x, eps)`` for a batch x.
 
     ``method``: 'ibp', 'crown', or 'alpha_crown'. alpha-CROWN starts from CROWN, whose
     intermediate bounds go in as reference bounds (0.3 needs them); ``options`` (ALPHA_DEFAULTS)
-    apply to alpha_crown only.
+    apply to alpha_crown only. ``magnitudes``: the model's over the ball
+    (``OnnxModel.magnitudes``), which set the bounds' tolerances; alpha-CROWN's early stop
+    waits for every margin above its tolerance. A non-finite bound is a VfbenchError.
     """
+    tol, pre_tol = 0.0, None
+    if magnitudes is not None:
+        tol = tolerance.margin_slack(tolerance.margin_magnitudes(magnitudes[0], labels))
+        tol = tol.to(x.device)
+        pre_tol = [tolerance.bound_slack(m).to(x.device) for m in magnitudes[1]]
     if method not in _METHOD_NAMES:
         raise VfbenchError(f"bound method {method!r}: expected one of {BOUND_METHODS}")
     options = check_alpha_options(options)
@@ -415,21 +450,28 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
         warnings.simplefilter("ignore")
         lower, _ = bm.compute_bounds(x=(bounded_x,), C=C, method=_METHOD_NAMES[
             "crown" if method == "alpha_crown" else method], bound_upper=False)
-        if method == "alpha_crown" and not (options["early_stop"] and bool((lower > 0).all())):
+        where = "crown" if method == "alpha_crown" else method
+        tolerance.check_finite(lower.detach(), f"{where} margin lower bound")
+        if method == "alpha_crown" and not (options["early_stop"]
+                                            and bool((lower > tol).all())):
             # Both bounds are sound; keep the better one per margin.
-            lower = torch.maximum(lower, _alpha_crown(bm, bounded_x, C, options))
-    return MarginBounds(lower=lower.detach(), pre_activation=pre_activation_bounds(bm))
+            alpha = _alpha_crown(bm, bounded_x, C, options, tol)
+            tolerance.check_finite(alpha.detach(), "alpha_crown margin lower bound")
+            lower = torch.maximum(lower, alpha)
+    return MarginBounds(lower=lower.detach(),
+                        pre_activation=pre_activation_bounds(bm, f"{method} bounds"),
+                        tol=tol if magnitudes is not None else None, pre_tol=pre_tol)
 
 
 def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
-                 options: dict) -> torch.Tensor:
+                 options: dict, tol: torch.Tensor | float) -> torch.Tensor:
     crown = {relu.inputs[0].name: [relu.inputs[0].lower.detach(), relu.inputs[0].upper.detach()]
              for relu in bm.relus}
     bm.set_bound_opts({"optimize_bound_args": {
         "iteration": int(options["iterations"]),
         "lr_alpha": float(options["lr_alpha"]),
-        "stop_criterion_func": (_all_margins_positive if options["early_stop"]
-                                else (lambda lower: False)),
+        "stop_criterion_func": ((lambda lower: (lower > tol).all(dim=1, keepdim=True))
+                                if options["early_stop"] else (lambda lower: False)),
     }})
     fixed = None if options["optimize_intermediate"] else crown
     # auto_LiRPA 0.3 prints "all verified at Nth iter" on stdout; stdout belongs to the caller.

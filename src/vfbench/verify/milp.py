@@ -8,10 +8,13 @@ in float64 and checks them on random points, so an op that is not affine is refu
 mis-encoded.
 
 Per image, ReLUs whose pre-activation bounds (CROWN or alpha-CROWN: tight big-M constants are what
-makes the MILP fast) are stable need no binary variable: inactive ones vanish, active ones are the
+makes the MILP fast; widened by ``vfbench.verify.tolerance``'s rule, since they are float32) are
+stable need no binary variable: inactive ones vanish, active ones are the
 identity. One MILP per other class whose margin the bound left undecided, least robust first:
 minimise y_label - y_j over the ball subject to y_label - y_j <= tolerance, so that a proven
-infeasibility settles the class without closing the optimality gap. A solve decides only when
+infeasibility settles the class without closing the optimality gap. The tolerance is the
+``tolerance`` option plus the margin's float tolerance (``vfbench.verify.tolerance``), and the bound
+shortcut (a class the bound already proves) uses the same. A solve decides only when
 PuLP reports infeasible or a proven optimum (``sol_status == 1``: with a time limit PuLP can say
 "Optimal" for a solve that stopped early). The encoding must give the model's logits at the image
 (an infeasibility proof rests on it alone), and a minimiser is re-run through the model: the
@@ -31,6 +34,7 @@ import scipy.sparse as sp
 import torch
 
 from vfbench.errors import VfbenchError
+from vfbench.verify import tolerance
 from vfbench.verify.base import Decision, Verifier
 from vfbench.verify.onnx_import import OnnxModel
 
@@ -194,12 +198,14 @@ def _expression(row: sp.csr_matrix, index: int, variables: list, constant: float
 
 
 def encode_ball(form: PiecewiseLinearForm, x_lower: np.ndarray, x_upper: np.ndarray,
-                pre_bounds: list[tuple[np.ndarray, np.ndarray]],
+                pre_bounds: list[tuple[torch.Tensor, torch.Tensor]],
+                pre_tol: list[torch.Tensor],
                 phases: dict[tuple[int, int], int] | None = None) -> MarginProblem:
     """The network on the box [x_lower, x_upper] as a MILP.
 
-    ``pre_bounds``: sound (lower, upper) per ReLU node's flattened input over the box (the big-M
-    constants; stable neurons get no binary). ``phases``: {(node, neuron): +1 (input >= 0) or -1
+    ``pre_bounds``: sound float32 (lower, upper) per ReLU node's input over the box, widened
+    by ``pre_tol`` (``tolerance.widen``; same shapes) before they become the big-M constants
+    (stable neurons get no binary). ``phases``: {(node, neuron): +1 (input >= 0) or -1
     (input <= 0)} constraints that restrict the box to a branch-and-bound domain.
     """
     phases = phases or {}
@@ -210,7 +216,9 @@ def encode_ball(form: PiecewiseLinearForm, x_lower: np.ndarray, x_upper: np.ndar
     variables: list[pulp.LpVariable | None] = list(x_vars)
     binaries = 0
     for k, (matrix, offset) in enumerate(form.layers):
-        lower, upper = (np.asarray(b, dtype=np.float64).reshape(-1) for b in pre_bounds[k])
+        widened = tolerance.widen(*(b.detach().double().cpu().reshape(-1) for b in pre_bounds[k]),
+                                  pre_tol[k].detach().double().cpu().reshape(-1))
+        lower, upper = (b.numpy() for b in widened)
         for n in range(len(offset)):
             l, u = float(lower[n]), float(upper[n])
             z = _expression(matrix, n, variables, offset[n])
@@ -336,22 +344,26 @@ class MilpVerifier(Verifier):
         # Without ReLUs CROWN is exact and alpha-CROWN has nothing to optimise.
         method = self.options["bounds"] if self.model.relu_nodes else "crown"
         bounds = self.bounds(x, [label], eps, method)
+        # The MILP's own tolerance on top of the float32 bounds' (which also covers
+        # onnxruntime's rounding): the bound shortcut and every solve decide against it.
+        margin_tol = float(self.options["tolerance"]) + bounds.tol[0]
+        proven = tolerance.proven(bounds.lower[0], margin_tol, f"verifier {self.name}")
         lower = bounds.lower[0].double().cpu().numpy()
+        margin_tol = margin_tol.double().cpu().numpy()
         others = [j for j in range(self.model.num_classes) if j != label]
-        tol = float(self.options["tolerance"])
         common = {"bound_method": method, "pre_activation": bounds.pre_activation}
-        if (lower > 0).all():
+        if bool(proven.all()):
             return Decision("verified", margin_lb=float(lower.min()), **common)
         x_np = x.detach().cpu().double().numpy().reshape(-1)
         check_form_at(self.form, self.model, x_np, f"verifier {self.name}")
         encoded = encode_ball(self.form, np.clip(x_np - eps, 0, 1), np.clip(x_np + eps, 0, 1),
-                              [(lo[0].cpu().numpy(), up[0].cpu().numpy())
-                               for lo, up in bounds.pre_activation])
+                              [(lo[0], up[0]) for lo, up in bounds.pre_activation],
+                              [t[0] for t in bounds.pre_tol])
         margin_lb = float(lower.min())
         for row in np.argsort(lower):
-            if lower[row] > 0:
+            if proven[row]:
                 continue
-            j = others[row]
+            j, tol = others[row], float(margin_tol[row])
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return Decision("timeout", margin_lb=margin_lb, **common)
@@ -371,6 +383,6 @@ class MilpVerifier(Verifier):
                                 counterexample=torch.as_tensor(solved.x, dtype=torch.float32),
                                 **common)
             return Decision("unknown", margin_lb=margin_lb, **common)  # |optimum| <= tol
-        # Every class: margin > its bound where that is positive, else > tol (MILP).
-        return Decision("verified", margin_lb=float(np.where(lower > 0, lower, tol).min()),
-                        **common)
+        # Every class: margin > its bound where that proves it, else > its tolerance (MILP).
+        return Decision("verified", margin_lb=float(np.where(proven.cpu().numpy(), lower,
+                                                             margin_tol).min()), **common)

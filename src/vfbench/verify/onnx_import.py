@@ -102,7 +102,11 @@ def _pad(attrs, x):
     for axis in reversed(range(rank)):  # F.pad lists the last axis first
         torch_pads += [begin[axis], end[axis]]
     value = attrs.get("value")
-    return F.pad(x, torch_pads, value=0.0 if not value else float(value[0]))
+    if value and float(value[0]) != 0.0:
+        # auto_LiRPA 0.3 bounds Pad as if the constant were 0 (unsound even at eps 0).
+        raise ValueError(f"Pad with constant value {float(value[0])!r} is not supported "
+                         "(auto_LiRPA 0.3 bounds it as 0); only zero padding is")
+    return F.pad(x, torch_pads)
 
 
 _OPS: dict[str, Callable] = {
@@ -138,6 +142,14 @@ class OnnxOp(nn.Module):
     def forward(self, *args):
         return self.fn(self.attrs, *args)
 
+    def magnitude(self, *args):
+        """The op on absolute values (``args`` are >= 0): a bound on the sum of the absolute
+        values of the terms a float evaluation of this op adds (Sub adds its operands')."""
+        if self.op_type == "Sub":
+            return args[0] + args[1]
+        attrs = {k: abs(v) if k in ("alpha", "beta") else v for k, v in self.attrs.items()}
+        return self.fn(attrs, *args)
+
 
 class OnnxBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNormalization in eval mode, as torch's own module: auto_LiRPA bounds it natively
@@ -161,6 +173,12 @@ class OnnxBatchNorm(nn.modules.batchnorm._BatchNorm):
     def _check_input_dim(self, input):  # any rank (N, C, ...), like ONNX
         if input.dim() < 2:
             raise ValueError(f"BatchNormalization input of rank {input.dim()}")
+
+    def magnitude(self, x):
+        """|scale| * (x + |mean|) + |bias| per channel, scale = weight / sqrt(var + eps)."""
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scale = (self.weight / torch.sqrt(self.running_var + self.eps)).abs().view(shape)
+        return scale * (x + self.running_mean.abs().view(shape)) + self.bias.abs().view(shape)
 
 
 @dataclass
@@ -197,18 +215,38 @@ class OnnxModel(nn.Module):
             self._constant_attr[name] = attr
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, absolute=False)[0]
+
+    @torch.no_grad()
+    def magnitudes(self, x_abs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The graph evaluated on absolute values: for inputs with |x| <= ``x_abs``, bounds on
+        the sum of |terms| behind each logit and each ReLU's input (every weight, bias and
+        constant taken in absolute value, Sub as Add). Float rounding errors of evaluating
+        the graph, and of bounding it, scale with these. Returns (logits' (B, K), per ReLU
+        node its input's (B, *shape))."""
+        logits, relu_inputs = self._run(x_abs.abs(), absolute=True)
+        return logits, relu_inputs
+
+    def _run(self, x: torch.Tensor, absolute: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         values = {self.input_name: x}
+        relu_inputs = []
         for step in self._steps:
             args = [None if n == "" else values[n] if n in values
                     else getattr(self, self._constant_attr[n]) for n in step.inputs]
             while args and args[-1] is None:  # trailing omitted optional inputs
                 args.pop()
             try:
-                values[step.output] = step.module(*args)
+                if absolute:
+                    args = [None if a is None else a.abs() for a in args]
+                    if step.module.op_type == "Relu":
+                        relu_inputs.append(args[0])
+                    values[step.output] = step.module.magnitude(*args)
+                else:
+                    values[step.output] = step.module(*args)
             except (ValueError, RuntimeError) as exc:
                 raise VfbenchError(f"ONNX node {step.module.onnx_name!r} "
                                    f"({step.module.op_type}): {exc}") from exc
-        return values[self.output_name]
+        return values[self.output_name], relu_inputs
 
 
 def site_name(relu_node_name: str) -> str:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from vfbench.errors import VfbenchError
 from vfbench.io import atomic_path
-from vfbench.verify.onnx_import import DEFAULT_TOLERANCE, check_against_onnxruntime, load_onnx
+from vfbench.verify.onnx_import import DEFAULT_TOLERANCE, load_onnx
 from vfbench.verify.records import (
     VerificationRecord,
     append_jsonl,
@@ -48,16 +48,27 @@ def instances_from_dataset(npz_path: str | os.PathLike, indices: Sequence[int]) 
              int(data.y_test[int(i)])) for i in indices]
 
 
+def instances_digest(instances: Sequence[Instance]) -> str:
+    """sha256 of the instances' indices, pixels (as the float32 the verifier reads) and
+    labels."""
+    digest = hashlib.sha256()
+    for image, x, label in instances:
+        digest.update(json.dumps([int(image), int(label)]).encode())
+        pixels = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+        digest.update(json.dumps(pixels.shape).encode() + pixels.tobytes())
+    return digest.hexdigest()
+
+
 def shard_journal(out: str | os.PathLike, onnx_path: str | os.PathLike, entry: dict,
-                  eps: float, timeout_s: float, images: Sequence[int]) -> Path:
+                  eps: float, timeout_s: float, instances: Sequence[Instance]) -> Path:
     """The journal of the shard whose finished output is ``out``: a hidden file beside it, named
     by a hash of everything the records depend on (the ONNX file's bytes, the verifier entry,
-    eps, timeout, images), so a changed input never resumes from stale records. Journals of
-    ``out`` under other hashes are removed."""
+    eps, timeout, the images' indices, pixels and labels), so a changed input never resumes
+    from stale records. Journals of ``out`` under other hashes are removed."""
     out = Path(out)
     digest = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()
     key = json.dumps({"onnx": digest, "entry": entry, "eps": float(eps),
-                      "timeout_s": float(timeout_s), "images": [int(i) for i in images]},
+                      "timeout_s": float(timeout_s), "instances": instances_digest(instances)},
                      sort_keys=True, default=str)
     name = f".{out.name}.{hashlib.sha256(key.encode()).hexdigest()[:16]}.journal"
     journal = out.parent / name
@@ -69,7 +80,9 @@ def shard_journal(out: str | os.PathLike, onnx_path: str | os.PathLike, entry: d
 
 
 def _journal_records(journal_path: Path, eps: float, verifier_name: str,
-                     images: set[int]) -> dict[int, dict]:
+                     labels: dict[int, int]) -> dict[int, dict]:
+    """The journal's records by image; VfbenchError for one of another shard (verifier, eps,
+    image or label not this shard's)."""
     done: dict[int, dict] = {}
     for record in repair_journal(journal_path):
         where = f"{journal_path}: image {record['image']}"
@@ -77,8 +90,11 @@ def _journal_records(journal_path: Path, eps: float, verifier_name: str,
             raise VfbenchError(f"{where} was verified by {record['verifier']!r} at eps "
                                f"{record['eps']}, not {verifier_name!r} at {eps}: "
                                "a journal of another shard")
-        if record["image"] not in images:
+        if record["image"] not in labels:
             raise VfbenchError(f"{where} is not one of this shard's images")
+        if record["label"] != labels[record["image"]]:
+            raise VfbenchError(f"{where} was verified with label {record['label']}, but its "
+                               f"label is {labels[record['image']]}: a journal of other data")
         if record["image"] in done:
             raise VfbenchError(f"{where} appears twice")
         done[record["image"]] = record
@@ -102,7 +118,8 @@ def verify_shard(onnx_path: str | os.PathLike, instances: Sequence[Instance], ep
     entry = {"method": verifier_name, **(verifier_options or {})}
     cls, options = resolve_verifier_entry(entry)
     journal_path.parent.mkdir(parents=True, exist_ok=True)
-    done = _journal_records(journal_path, eps, verifier_name, set(images))
+    done = _journal_records(journal_path, eps, verifier_name,
+                            {int(i): int(label) for i, _, label in instances})
     todo = [inst for inst in instances if int(inst[0]) not in done]
     if todo:
         model = load_onnx(onnx_path)
@@ -125,16 +142,17 @@ def _verify_checked(verifier, instances: Sequence[Instance], eps: float, timeout
     x = torch.stack([torch.as_tensor(np.asarray(xi, dtype=np.float32)) for _, xi, _ in instances])
     records: dict[int, dict] = {}
     agreeing = []
+    verifier.agreement_tolerance = tolerance  # also at PGD points and counterexamples
     for k, (image, _, label) in enumerate(instances):
-        diff = check_against_onnxruntime(verifier.ort, verifier.model, x[k:k + 1])
-        if diff <= tolerance:
-            agreeing.append(k)
+        try:
+            verifier.checked_logits(x[k:k + 1], "the image")
+        except VfbenchError as exc:
+            records[k] = VerificationRecord(
+                image=int(image), label=int(label), eps=float(eps), verifier=verifier.name,
+                status="error", unstable_bound=verifier.options["unstable_bound"],
+                error=str(exc)).to_dict()
             continue
-        records[k] = VerificationRecord(
-            image=int(image), label=int(label), eps=float(eps), verifier=verifier.name,
-            status="error", unstable_bound=verifier.options["unstable_bound"],
-            error=f"the ONNX model converted to torch differs from onnxruntime by {diff:.3g} "
-                  f"(> {tolerance:g}) on this image").to_dict()
+        agreeing.append(k)
     if agreeing:
         new = verifier.verify_batch(x[agreeing], [int(instances[k][2]) for k in agreeing], eps,
                                     timeout_s, [int(instances[k][0]) for k in agreeing])

@@ -1,8 +1,9 @@
 """The verifier registry: ``VERIFIERS`` maps a config ``method`` name to a Verifier class.
 
 The incomplete verifiers live here: ``ibp``, ``crown``, ``alpha_crown`` (auto_LiRPA bounds on a
-batch of images; verified iff every margin's lower bound is > 0, else unknown, unless PGD found a
-counterexample). Complete verifiers (branch and bound, MILP, external VNN-COMP tools) subclass
+batch of images; verified iff every margin's lower bound is above its tolerance
+(``vfbench.verify.tolerance``), else unknown, unless PGD found a counterexample). Complete
+verifiers (branch and bound, MILP, external VNN-COMP tools) subclass
 ``vfbench.verify.base.Verifier`` in their own modules (which must not import this one) and are
 imported and listed in ``VERIFIERS`` below.
 
@@ -40,10 +41,11 @@ class BoundVerifier(Verifier):
         bounds = self.bounds(x, labels, eps, self.BOUND_METHOD, self.bound_options())
         seconds = (time.perf_counter() - start) / len(labels)
         decisions = []
+        proven = bounds.proven(f"verifier {self.name}")
         for k in range(len(labels)):
             lower = bounds.lower[k]
             decisions.append((Decision(
-                status="verified" if bool((lower > 0).all()) else "unknown",
+                status="verified" if bool(proven[k].all()) else "unknown",
                 margin_lb=float(lower.min()),
                 bound_method=self.BOUND_METHOD,
                 pre_activation=[(lo[k:k + 1], up[k:k + 1]) for lo, up in bounds.pre_activation],
