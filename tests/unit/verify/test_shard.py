@@ -114,6 +114,38 @@ def test_torch_onnx_mismatch_gives_error_records(mlp_onnx, instances, tmp_path, 
     assert records[0]["margin_lb"] is None
 
 
+def test_torch_onnx_mismatch_at_pgd_points_gives_error_records(mlp_onnx, instances, tmp_path,
+                                                               monkeypatch):
+    """A converted model (once bounded) that agrees with onnxruntime at the images but not
+    elsewhere in the ball."""
+    centres = torch.stack([torch.as_tensor(x) for _, x, _ in instances]).reshape(
+        len(instances), -1)
+    resolve = shard_module.resolve_verifier_entry
+
+    def off_centre(entry):
+        cls, options = resolve(entry)
+
+        class OffCentre(cls):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                forward = self.model.forward
+
+                def shifted(x):
+                    away = torch.cdist(x.reshape(len(x), -1), centres).min(dim=1).values
+                    return forward(x) + (away > 1e-6).float()[:, None] * torch.tensor(
+                        [1.0, 0.0, 0.0])
+
+                self.model.forward = shifted
+
+        return OffCentre, options
+
+    monkeypatch.setattr(shard_module, "resolve_verifier_entry", off_centre)
+    records = _shard(mlp_onnx, instances[:2], tmp_path / "s.jsonl")
+    assert [r["status"] for r in records] == ["error", "error"]
+    assert all("differs from onnxruntime" in r["error"] and "at a PGD point" in r["error"]
+               for r in records)
+
+
 def test_journal_of_another_run_is_refused(mlp_onnx, instances, tmp_path):
     journal = tmp_path / "s.jsonl"
     _shard(mlp_onnx, instances[:1], journal)
@@ -179,19 +211,34 @@ def test_repair_drops_only_the_unterminated_tail(tmp_path):
     assert [r["image"] for r in read_jsonl(journal)] == [0, 1]
 
 
-def test_shard_journal_is_keyed_by_what_the_records_depend_on(mlp_onnx, cnn_onnx, tmp_path):
+def test_shard_journal_is_keyed_by_what_the_records_depend_on(mlp_onnx, cnn_onnx, tmp_path,
+                                                               instances):
     out = tmp_path / "shard0.jsonl"
-    args = {"entry": {"method": "crown"}, "eps": EPS, "timeout_s": 30.0, "images": [1, 2]}
+    pair = instances[1:3]
+    args = {"entry": {"method": "crown"}, "eps": EPS, "timeout_s": 30.0, "instances": pair}
     journal = shard_journal(out, mlp_onnx, **args)
     assert journal.parent == tmp_path and journal.name.startswith(".shard0.jsonl.")
     assert shard_journal(out, mlp_onnx, **args) == journal
     append_jsonl(journal, _record(1))
+    (i, x, label), second = pair
+    nudged = x.copy()
+    nudged.flat[0] = np.nextafter(nudged.flat[0], np.float32(1))
     changed = [shard_journal(out, cnn_onnx, **args),
                shard_journal(out, mlp_onnx, **{**args, "entry": {"method": "ibp"}}),
                shard_journal(out, mlp_onnx, **{**args, "eps": 0.1}),
-               shard_journal(out, mlp_onnx, **{**args, "images": [1, 3]})]
-    assert len({journal, *changed}) == 5
+               shard_journal(out, mlp_onnx, **{**args, "instances": [pair[0], instances[3]]}),
+               shard_journal(out, mlp_onnx, **{**args, "instances": [(i, nudged, label), second]}),
+               shard_journal(out, mlp_onnx, **{**args, "instances": [(i, x, label + 1), second]})]
+    assert len({journal, *changed}) == 7
     assert not journal.exists()  # a stale journal is removed, never resumed
+
+
+def test_resumed_record_with_another_label_is_refused(mlp_onnx, instances, tmp_path):
+    journal = tmp_path / "s.jsonl"
+    _shard(mlp_onnx, instances[:1], journal)
+    image, x, label = instances[0]
+    with pytest.raises(VfbenchError, match="label .* a journal of other data"):
+        _shard(mlp_onnx, [(image, x, (label + 1) % 3)], journal)
 
 
 def test_write_jsonl_then_read(tmp_path):
