@@ -15,6 +15,8 @@ import torch
 
 from vfbench.errors import VfbenchError
 from vfbench.io import atomic_path, provenance
+from vfbench.properties import robustness_property
+from vfbench.vnnlib import vnnlib_text as property_vnnlib
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
@@ -100,20 +102,12 @@ def onnxruntime_difference(path, model: torch.nn.Module, x: torch.Tensor
 # --- VNNLIB ---------------------------------------------------------------------------------
 
 def vnnlib_text(x: np.ndarray, label: int, eps: float, num_classes: int) -> str:
-    """Robustness property in VNN-COMP form: the input box is the eps ball around ``x`` clipped to
-    [0, 1]; the asserted (unsafe) region is 'some other class scores at least the label'."""
-    flat = np.asarray(x, dtype=np.float64).reshape(-1)
-    lo = np.clip(flat - eps, 0.0, 1.0)
-    hi = np.clip(flat + eps, 0.0, 1.0)
-    lines = [f"; robustness: label {label}, eps {eps!r}, {flat.size} inputs in [0, 1]"]
-    lines += [f"(declare-const X_{i} Real)" for i in range(flat.size)]
-    lines += [f"(declare-const Y_{j} Real)" for j in range(num_classes)]
-    for i in range(flat.size):
-        lines.append(f"(assert (<= X_{i} {float(hi[i])!r}))")
-        lines.append(f"(assert (>= X_{i} {float(lo[i])!r}))")
-    others = [f"(and (>= Y_{j} Y_{label}))" for j in range(num_classes) if j != label]
-    lines.append("(assert (or " + " ".join(others) + "))")
-    return "\n".join(lines) + "\n"
+    """Robustness property in VNN-COMP form (``vfbench.properties.robustness_property``): the
+    input box is the eps ball around ``x`` clipped to [0, 1]; the asserted (unsafe) region is
+    'some other class scores at least the label'. Numbers in positional notation."""
+    prop = robustness_property(x, label, eps, num_classes)
+    comment = f"robustness: label {label}, eps {eps!r}, {prop.lower.size} inputs in [0, 1]"
+    return property_vnnlib(prop, comment)
 
 
 def write_specs(x_test: np.ndarray, y_test: np.ndarray, image_indices: list[int], eps: float,
