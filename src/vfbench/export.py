@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vfbench.errors import VfbenchError
+from vfbench.export_graft import standard_op_form
 from vfbench.io import atomic_path, provenance
 from vfbench.properties import robustness_property
 from vfbench.vnnlib import vnnlib_text as property_vnnlib
@@ -24,6 +25,9 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, check_x: torch.Tensor,
                 opset: int = 17, tolerance: float = 1e-5, metadata: dict | None = None) -> dict:
     """Write ``model`` as ONNX and prove the file computes what the model computes.
+
+    Grafted activations are written with their masks folded into the weights
+    (``vfbench.export_graft``); the check compares the file with ``model`` itself.
 
     Returns the check figures (max |onnxruntime - torch| on ``check_x``, and that difference
     relative to max(1, largest |logit|)); raises VfbenchError, leaving no file, when the checker
@@ -39,7 +43,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, check_x: torch.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TorchScript-exporter deprecation noise
             torch.onnx.export(
-                model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                standard_op_form(model), (example,), str(tmp), dynamo=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             )
