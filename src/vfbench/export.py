@@ -109,9 +109,7 @@ def vnnlib_text(x: np.ndarray, label: int, eps: float, num_classes: int) -> str:
     """Robustness property in VNN-COMP form (``vfbench.properties.robustness_property``): the
     input box is the eps ball around ``x`` clipped to [0, 1]; the asserted (unsafe) region is
     'some other class scores at least the label'. Numbers in positional notation."""
-    prop = robustness_property(x, label, eps, num_classes)
-    comment = f"robustness: label {label}, eps {eps!r}, {prop.lower.size} inputs in [0, 1]"
-    return property_vnnlib(prop, comment)
+    return property_vnnlib(robustness_property(x, label, eps, num_classes))
 
 
 def write_specs(x_test: np.ndarray, y_test: np.ndarray, image_indices: list[int], eps: float,

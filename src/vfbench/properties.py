@@ -120,4 +120,5 @@ def robustness_property(x: np.ndarray, label: int, eps: float, num_classes: int)
     disjuncts = [((eye[label] - eye[j])[None], np.zeros(1))
                  for j in range(num_classes) if j != label]
     return Property(np.clip(center - eps, 0.0, 1.0), np.clip(center + eps, 0.0, 1.0), disjuncts,
-                    description=f"robustness: label {label}, eps {float(eps)!r}", label=label)
+                    description=f"robustness: label {label}, eps {eps!r}, {center.size} inputs "
+                                "in [0, 1]", label=label)

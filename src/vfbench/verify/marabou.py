@@ -24,7 +24,7 @@ import torch
 from vfbench.errors import VfbenchError
 from vfbench.properties import Property, robustness_property
 from vfbench.verify.base import Decision, Verifier
-from vfbench.verify.refine import REFINE_STEPS, refine_counterexample
+from vfbench.verify.refine import REFINE_STEPS, external_counterexample
 from vfbench.vnnlib import vnnlib_text
 
 # refine_steps: PGD steps from a Marabou point onnxruntime does not confirm; verbosity: Marabou's.
@@ -103,16 +103,8 @@ class MarabouVerifier(Verifier):
             return Decision("timeout")
         if answer == "unknown":
             return Decision("unknown", reason=message)
-        why = None
-        for prop in props:
-            if not prop.contains(prop.clip_into_box(point)):
-                continue
-            found, why = refine_counterexample(self.model, prop, point,
-                                               lambda p, prop=prop: confirm(prop, p),
-                                               self.options["refine_steps"])
-            if found is not None:
-                return Decision("falsified", counterexample=torch.from_numpy(found))
-        return Decision("unknown", reason=why or "Marabou's point lies in no input box")
+        return external_counterexample(self.model, props, point, confirm,
+                                       self.options["refine_steps"])
 
     def decide(self, x: torch.Tensor, label: int, eps: float, deadline: float) -> Decision:
         center = x.detach().cpu().numpy().reshape(self.model.input_shape)

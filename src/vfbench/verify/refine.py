@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vfbench.properties import Property
+from vfbench.verify.base import Decision
 
 REFINE_STEPS = 20
 
@@ -56,3 +57,21 @@ def refine_counterexample(model: torch.nn.Module, prop: Property, point: np.ndar
         x = torch.as_tensor(candidate, device=device)[None]
     return None, (f"the tool's counterexample is not one in onnxruntime and {steps} PGD steps "
                   "from it found none (a point on the decision boundary)")
+
+
+def external_counterexample(model: torch.nn.Module, props: list[Property], point: np.ndarray,
+                            confirm: Callable[[Property, np.ndarray], bool],
+                            steps: int = REFINE_STEPS) -> Decision:
+    """The decision for a tool's ``sat`` with input ``point``: ``falsified`` with a point that
+    ``confirm`` accepts for one of the properties (the tool's, or refined), else ``unknown``
+    with the reason."""
+    why = None
+    for prop in props:
+        if point.size != prop.lower.size:
+            return Decision("unknown", reason=f"the tool's counterexample has {point.size} "
+                                              f"inputs, the property {prop.lower.size}")
+        found, why = refine_counterexample(model, prop, point, lambda p, prop=prop:
+                                           confirm(prop, p), steps)
+        if found is not None:
+            return Decision("falsified", counterexample=torch.from_numpy(found))
+    return Decision("unknown", reason=why)
