@@ -105,10 +105,9 @@ def wrapped_onnx(onnx_path: str | os.PathLike, prop: Property, out: str | os.Pat
                                name="vfbench_box_mul"),
               helper.make_node("Add", ["vfbench_box_scaled", "vfbench_box_low"],
                                [old_input.name], name="vfbench_box_add")]
-    after = [helper.make_node("MatMul", [old_output.name, "vfbench_spec_w"], ["vfbench_spec_y"],
-                              name="vfbench_spec_matmul"),
-             helper.make_node("Add", ["vfbench_spec_y", "vfbench_spec_c"], ["vfbench_margins"],
-                              name="vfbench_spec_add")]
+    # Gemm, not MatMul: auto_LiRPA bounds a MatMul as a product of two bounded values.
+    after = [helper.make_node("Gemm", [old_output.name, "vfbench_spec_w", "vfbench_spec_c"],
+                              ["vfbench_margins"], name="vfbench_spec_gemm")]
     nodes = before + list(graph.node) + after
     del graph.node[:]
     graph.node.extend(nodes)
