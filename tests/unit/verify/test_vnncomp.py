@@ -201,3 +201,19 @@ def test_parse_result():
         parse_result("sat\n((X_0 0.1))", 2)
     with pytest.raises(VfbenchError, match="empty"):
         parse_result("\n", 2)
+
+
+def test_vfbench_own_tool_folder_through_the_adapter(mlp, instance, tmp_path):
+    """vfbench entered as a VNN-COMP tool (vnncomp/ at the repository root), called by its
+    own vnncomp adapter: the same verdict as its crown verifier directly."""
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[3] / "vnncomp"
+    x, label = instance
+    options = {"pgd_steps": 0, "tool": str(tool), "grace_s": 60,
+               "env": {"VFBENCH_PYTHON": sys.executable, "VFBENCH_VERIFIER": "crown"}}
+    through_tool = VERIFIERS["vnncomp"](mlp, options, name="vfbench").verify(x, label, 0.01, 60)
+    direct = VERIFIERS["crown"](mlp, {"pgd_steps": 0}).verify(x, label, 0.01, 60)
+    assert through_tool["status"] == direct["status"] == "verified"
+    assert through_tool["external"] == "vnncomp"
