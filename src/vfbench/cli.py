@@ -110,9 +110,58 @@ def add_verify_benchmark_parser(subparsers) -> None:
     parser.set_defaults(handler=verify_benchmark_command)
 
 
+def benchmark_report_command(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from vfbench.cactus import draw_cactus, score_table
+    from vfbench.io import atomic_path
+    from vfbench.tables import render_markdown
+    from vfbench.verify.benchmark import read_results
+
+    def by_instance(path):
+        return {(r["onnx"], r["vnnlib"]): r for r in read_results(path)}
+
+    runs = {Path(p).stem.removeprefix("results_"): by_instance(p) for p in args.results}
+    reference = ({k: r["result"] for k, r in by_instance(args.reference).items()}
+                 if args.reference else None)
+    table = score_table({v: {k: r["result"] for k, r in rows.items()}
+                         for v, rows in runs.items()}, reference)
+    out = Path(args.out_dir)
+    fig = Figure(figsize=(6, 4))
+    draw_cactus(fig.add_subplot(), {v: ([r["result"] for r in rows.values()],
+                                        [r["run_time"] for r in rows.values()])
+                                    for v, rows in runs.items()})
+    fig.tight_layout()
+    for name, write in (("cactus.png", lambda tmp: fig.savefig(tmp, format="png", dpi=150)),
+                        ("scores.csv", lambda tmp: table.to_csv(tmp, index=False)),
+                        ("scores.md", lambda tmp: tmp.write_text(render_markdown(
+                            table.set_index("verifier"), title="VNN-COMP scores",
+                            footer="score: +10 per solved instance, -150 per wrong one",
+                            decimals=0)))):
+        with atomic_path(out / name) as tmp:
+            write(tmp)
+    print(table.to_string(index=False))
+
+
+def add_benchmark_report_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "benchmark-report", help="cactus plot and score table of verify-benchmark results",
+        description="From VNN-COMP results CSVs (one per verifier, named results_VERIFIER.csv): "
+        "a cactus plot (instances solved vs time, log axis) and a table of verified / "
+        "falsified / unknown / timeout / error / wrong / score (+10 right, -150 wrong, wrong "
+        "against --reference).")
+    parser.add_argument("results", nargs="+", help="results CSVs of verify-benchmark")
+    parser.add_argument("--reference", help="a results CSV whose verdicts are the reference")
+    parser.add_argument("--out-dir", required=True, help="writes cactus.png, scores.csv/.md")
+    parser.set_defaults(handler=benchmark_report_command)
+
+
 # Subcommand name -> function adding its parser.
 COMMANDS = {"plan": add_plan_parser, "verify": add_verify_parser,
-            "verify-benchmark": add_verify_benchmark_parser}
+            "verify-benchmark": add_verify_benchmark_parser,
+            "benchmark-report": add_benchmark_report_parser}
 
 
 def build_parser() -> argparse.ArgumentParser:
