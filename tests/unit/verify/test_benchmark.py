@@ -215,3 +215,34 @@ def test_a_killed_run_resumes_without_redoing_finished_instances(bench, tmp_path
     summary = verify_benchmark(folder, method="crown", out=out, progress=False)
     assert summary["instances"] == len(meta) and len(calls) == len(meta) - 3
     assert not set(first) & set(calls)
+
+
+def test_verify_benchmark_on_a_campaigns_specs_reproduces_its_bab_records(
+        trained_mlp, synthetic, tmp_path):
+    """The campaign's own VNN-COMP package (export step's ONNX, make_specs' VNNLIB,
+    make_instances' instances.csv): verify-benchmark gives the verdicts of the campaign's bab
+    records (misclassified: the image itself is a counterexample, sat)."""
+    from vfbench.export import export_onnx, write_instances, write_specs
+    from vfbench.fold import fold_batchnorm
+    from vfbench.verify.shard import verify_shard
+
+    x, y = synthetic
+    pixels = (x.numpy() * 255).round().astype(np.uint8)
+    images, eps = list(range(220, 232)), 0.05
+    root = tmp_path / "results"
+    onnx_path = root / "onnx/m.onnx"
+    export_onnx(fold_batchnorm(trained_mlp)[0], onnx_path, x[:64])
+    specs = root / f"specs/eps{eps}"
+    write_specs(pixels, y.numpy(), images, eps, 3, specs / "vnnlib", specs / "images.csv")
+    write_instances(onnx_path, [specs / "images.csv"], 30, root, root / "specs/instances.csv")
+    instances = [(i, pixels[i].astype(np.float32) / np.float32(255), int(y[i])) for i in images]
+    records = verify_shard(onnx_path, instances, eps, "bab", None, 30.0, tmp_path / "j.jsonl")
+    summary = verify_benchmark(root, root / "specs/instances.csv", "bab", progress=False,
+                               out=tmp_path / "results_bab.csv")
+    results = [r["result"] for r in read_results(summary["results"])]
+    expected = {"verified": "unsat", "falsified": "sat", "misclassified": "sat"}
+    pairs = [(expected.get(r["status"], r["status"]), got)
+             for r, got in zip(records, results, strict=True)]
+    assert {a for a, _ in pairs} >= {"sat", "unsat"}
+    assert all(a == b for a, b in pairs if a in DECIDED and b in DECIDED), pairs
+    assert sum(a == b for a, b in pairs) >= len(pairs) - 1
