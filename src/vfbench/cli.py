@@ -38,8 +38,130 @@ def add_plan_parser(subparsers) -> None:
     parser.set_defaults(handler=plan_command)
 
 
+def _verifier_args(parser) -> None:
+    from vfbench.scripting import json_arg
+
+    parser.add_argument("--verifier", default="bab",
+                        help="a vfbench verifier method: ibp, crown, alpha_crown, bab, milp, "
+                        "marabou, vnncomp (default: %(default)s)")
+    parser.add_argument("--options", type=json_arg, default=None,
+                        help='the verifier\'s options as JSON, e.g. \'{"pgd_steps": 0}\'')
+
+
+def verify_command(args: argparse.Namespace) -> None:
+    from vfbench.io import atomic_path
+    from vfbench.runtime import set_threads
+    from vfbench.verify.instance import verify_instance
+
+    set_threads(1)
+    result = verify_instance(args.onnx, args.vnnlib, args.verifier, args.options, args.timeout)
+    if result.result == "error":
+        raise VfbenchError(f"{args.verifier} on {args.onnx} + {args.vnnlib}: {result.error}")
+    text = result.text()
+    print(text, end="")
+    if result.error:
+        print(f"({result.result}: {result.error})", file=sys.stderr)
+    if args.result:
+        with atomic_path(args.result) as tmp:
+            tmp.write_text(text)
+
+
+def add_verify_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="verify one VNN-COMP instance (ONNX + VNNLIB)",
+        description="Verify the property of a VNNLIB file on an ONNX network and print the "
+        "VNN-COMP result (sat + counterexample, unsat, timeout, unknown). Bad input or a "
+        "verifier error: a message on stderr, exit status 1, no result file.")
+    parser.add_argument("--onnx", required=True, help="the network (.onnx or .onnx.gz)")
+    parser.add_argument("--vnnlib", required=True, help="the property (.vnnlib or .vnnlib.gz)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
+    parser.add_argument("--result", help="also write the result file here")
+    _verifier_args(parser)
+    parser.set_defaults(handler=verify_command)
+
+
+def verify_benchmark_command(args: argparse.Namespace) -> None:
+    from vfbench.runtime import set_threads
+    from vfbench.verify.benchmark import verify_benchmark
+
+    set_threads(1)
+    summary = verify_benchmark(args.folder, args.instances, args.verifier, args.options,
+                               args.out)
+    print(f"{summary['benchmark']} ({summary['verifier']}): {summary['instances']} instances, "
+          f"{summary['holds']} holds, {summary['violated']} violated, {summary['timeout']} "
+          f"timeout, {summary['unknown']} unknown, {summary['error']} error; "
+          f"{summary['total_time_s']:.1f} s; results in {summary['results']}")
+    if summary["error"]:
+        raise VfbenchError(f"{summary['error']} instance(s) failed: "
+                           + "; ".join(summary["errors"][:5]))
+
+
+def add_verify_benchmark_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "verify-benchmark", help="verify every instance of a VNN-COMP benchmark folder",
+        description="Verify every row of a VNN-COMP instances.csv in one process, resuming "
+        "from its journal if killed; writes the VNN-COMP results CSV, counterexample files and "
+        "a summary. Exit status 1 if any instance ended in error.")
+    parser.add_argument("folder", help="the benchmark folder (paths in instances.csv are "
+                        "relative to it)")
+    parser.add_argument("--instances", help="instances CSV (default: FOLDER/instances.csv)")
+    parser.add_argument("--out", help="results CSV (default: FOLDER/results_VERIFIER.csv)")
+    _verifier_args(parser)
+    parser.set_defaults(handler=verify_benchmark_command)
+
+
+def benchmark_report_command(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from vfbench.cactus import draw_cactus, score_table
+    from vfbench.io import atomic_path
+    from vfbench.tables import render_markdown
+    from vfbench.verify.benchmark import read_results
+
+    def by_instance(path):
+        return {(r["onnx"], r["vnnlib"]): r for r in read_results(path)}
+
+    runs = {Path(p).stem.removeprefix("results_"): by_instance(p) for p in args.results}
+    reference = ({k: r["result"] for k, r in by_instance(args.reference).items()}
+                 if args.reference else None)
+    table = score_table({v: {k: r["result"] for k, r in rows.items()}
+                         for v, rows in runs.items()}, reference)
+    out = Path(args.out_dir)
+    fig = Figure(figsize=(6, 4))
+    draw_cactus(fig.add_subplot(), {v: ([r["result"] for r in rows.values()],
+                                        [r["run_time"] for r in rows.values()])
+                                    for v, rows in runs.items()})
+    fig.tight_layout()
+    for name, write in (("cactus.png", lambda tmp: fig.savefig(tmp, format="png", dpi=150)),
+                        ("scores.csv", lambda tmp: table.to_csv(tmp, index=False)),
+                        ("scores.md", lambda tmp: tmp.write_text(render_markdown(
+                            table.set_index("verifier"), title="VNN-COMP scores",
+                            footer="score: +10 per solved instance, -150 per wrong one",
+                            decimals=0)))):
+        with atomic_path(out / name) as tmp:
+            write(tmp)
+    print(table.to_string(index=False))
+
+
+def add_benchmark_report_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "benchmark-report", help="cactus plot and score table of verify-benchmark results",
+        description="From VNN-COMP results CSVs (one per verifier, named results_VERIFIER.csv): "
+        "a cactus plot (instances solved vs time, log axis) and a table of verified / "
+        "falsified / unknown / timeout / error / wrong / score (+10 right, -150 wrong, wrong "
+        "against --reference).")
+    parser.add_argument("results", nargs="+", help="results CSVs of verify-benchmark")
+    parser.add_argument("--reference", help="a results CSV whose verdicts are the reference")
+    parser.add_argument("--out-dir", required=True, help="writes cactus.png, scores.csv/.md")
+    parser.set_defaults(handler=benchmark_report_command)
+
+
 # Subcommand name -> function adding its parser.
-COMMANDS = {"plan": add_plan_parser}
+COMMANDS = {"plan": add_plan_parser, "verify": add_verify_parser,
+            "verify-benchmark": add_verify_benchmark_parser,
+            "benchmark-report": add_benchmark_report_parser}
 
 
 def build_parser() -> argparse.ArgumentParser:

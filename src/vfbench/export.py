@@ -14,7 +14,10 @@ import numpy as np
 import torch
 
 from vfbench.errors import VfbenchError
+from vfbench.export_graft import standard_op_form
 from vfbench.io import atomic_path, provenance
+from vfbench.properties import robustness_property
+from vfbench.vnnlib import vnnlib_text as property_vnnlib
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
@@ -22,6 +25,9 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, check_x: torch.Tensor,
                 opset: int = 17, tolerance: float = 1e-5, metadata: dict | None = None) -> dict:
     """Write ``model`` as ONNX and prove the file computes what the model computes.
+
+    Grafted activations are written with their masks folded into the weights
+    (``vfbench.export_graft``); the check compares the file with ``model`` itself.
 
     Returns the check figures (max |onnxruntime - torch| on ``check_x``, and that difference
     relative to max(1, largest |logit|)); raises VfbenchError, leaving no file, when the checker
@@ -37,7 +43,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, check_x: torch.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TorchScript-exporter deprecation noise
             torch.onnx.export(
-                model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                standard_op_form(model), (example,), str(tmp), dynamo=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             )
@@ -100,20 +106,10 @@ def onnxruntime_difference(path, model: torch.nn.Module, x: torch.Tensor
 # --- VNNLIB ---------------------------------------------------------------------------------
 
 def vnnlib_text(x: np.ndarray, label: int, eps: float, num_classes: int) -> str:
-    """Robustness property in VNN-COMP form: the input box is the eps ball around ``x`` clipped to
-    [0, 1]; the asserted (unsafe) region is 'some other class scores at least the label'."""
-    flat = np.asarray(x, dtype=np.float64).reshape(-1)
-    lo = np.clip(flat - eps, 0.0, 1.0)
-    hi = np.clip(flat + eps, 0.0, 1.0)
-    lines = [f"; robustness: label {label}, eps {eps!r}, {flat.size} inputs in [0, 1]"]
-    lines += [f"(declare-const X_{i} Real)" for i in range(flat.size)]
-    lines += [f"(declare-const Y_{j} Real)" for j in range(num_classes)]
-    for i in range(flat.size):
-        lines.append(f"(assert (<= X_{i} {float(hi[i])!r}))")
-        lines.append(f"(assert (>= X_{i} {float(lo[i])!r}))")
-    others = [f"(and (>= Y_{j} Y_{label}))" for j in range(num_classes) if j != label]
-    lines.append("(assert (or " + " ".join(others) + "))")
-    return "\n".join(lines) + "\n"
+    """Robustness property in VNN-COMP form (``vfbench.properties.robustness_property``): the
+    input box is the eps ball around ``x`` clipped to [0, 1]; the asserted (unsafe) region is
+    'some other class scores at least the label'. Numbers in positional notation."""
+    return property_vnnlib(robustness_property(x, label, eps, num_classes))
 
 
 def write_specs(x_test: np.ndarray, y_test: np.ndarray, image_indices: list[int], eps: float,

@@ -175,6 +175,27 @@ def time_threshold(results: CampaignResults, options: dict) -> Figure:
     return fig
 
 
+def cactus(results: CampaignResults, options: dict) -> Figure:
+    """VNN-COMP's cactus plot over the campaign: per verifier, instances (every model, image and
+    eps it ran on) solved within a time, log time axis."""
+    from vfbench.cactus import draw_cactus
+
+    fig, axes = _subplots(1, 1, 6, 4)
+    ax = axes[0, 0]
+    series: dict[str, tuple[list[str], list[float]]] = {}
+    for (_, verifier), frame in sorted(results.records.items(), key=lambda kv: kv[0][1]):
+        statuses, times = series.setdefault(verifier, ([], []))
+        statuses += frame["status"].tolist()
+        times += pd.to_numeric(frame["time_s"], errors="coerce").fillna(np.inf).tolist()
+    if not series:
+        _no_data(ax, "verification records")
+        return fig
+    timeouts = [results.timeout(v) for v in series if results.timeout(v)]
+    draw_cactus(ax, series, max(timeouts) if timeouts else None)
+    ax.set_title("Instances solved within a time (all models, images, eps)")
+    return fig
+
+
 def _mask_image(mask: np.ndarray, shape: list[int]) -> np.ndarray:
     """A site's mask as one 2-D image: channels of a (C, H, W) site tiled in a grid, a flat site
     folded into a near-square."""
@@ -478,6 +499,7 @@ PLOTS: dict[str, Callable[[CampaignResults, dict], Figure]] = {
     "grafting_masks": grafting_masks,
     "score_scatter": score_scatter,
     "normalised_scores": normalised_scores,
+    "cactus": cactus,
 }
 
 PLOT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -489,9 +511,10 @@ PLOT_DEFAULTS: dict[str, dict[str, Any]] = {
     "normalised_scores": {"methods": {"TRADES": "trades", "Madry": "madry",
                                       "ReLU Stable": "relu_stable", "NBC": "nbc"},
                           "transform": "none", "verifier": None, "eps": None, "datasets": None},
+    "cactus": {},
 }
 
-DEFAULT_PLOTS = ["time_threshold", "lower_bounds", "unstable_by_site"]
+DEFAULT_PLOTS = ["time_threshold", "lower_bounds", "unstable_by_site", "cactus"]
 
 
 def plot_entries(config: Mapping) -> dict[str, tuple[str, dict]]:

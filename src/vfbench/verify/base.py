@@ -14,6 +14,8 @@ Writing a verifier (this is how bab, milp and vnncomp plug in):
 - available: ``self.model`` (the ONNX model as torch), ``self.bm`` (its auto_LiRPA BoundedModule,
   conv_mode from the options), ``self.ort`` (onnxruntime on the ONNX file), ``self.options``,
   ``self.device``, ``self.bounds(...)``, ``self.confirm_counterexample(...)``;
+- an external tool's answer that cannot be used (e.g. a counterexample onnxruntime does not
+  confirm) is ``Decision("unknown", reason=...)``;
 - return ``verified`` only from a sound bound; ``falsified`` only with a counterexample (the
   pipeline re-checks it with onnxruntime and turns an unconfirmed one into an error);
 - do not import ``vfbench.verify.verifiers``; that module imports the class into ``VERIFIERS``.
@@ -66,6 +68,8 @@ class Decision:
     counterexample: torch.Tensor | None = None
     bound_method: str | None = None
     pre_activation: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    # Why an external tool's answer became unknown (kept in the record's ``error``).
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in DECISIONS:
@@ -280,6 +284,8 @@ class Verifier:
     def _record_fields(self, decision: Decision, x, eps, label) -> dict[str, Any]:
         out = {"status": decision.status, "margin_lb": decision.margin_lb,
                "domains": decision.domains, "depth": decision.depth}
+        if decision.reason:
+            out["error"] = decision.reason
         if decision.status == "falsified":
             point = (None if decision.counterexample is None
                      else self.confirm_counterexample(decision.counterexample, x, eps, label))

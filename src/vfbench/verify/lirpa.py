@@ -337,6 +337,8 @@ def bounded_model(model: torch.nn.Module, example_x: torch.Tensor, conv_mode: st
     """
     if conv_mode not in CONV_MODES:
         raise VfbenchError(f"conv_mode {conv_mode!r}: expected one of {CONV_MODES}")
+    if getattr(model, "needs_matrix_mode", False):  # see onnx_import.load_onnx
+        conv_mode = "matrix"
     device = torch.device(device) if device is not None else example_x.device
     model = model.eval().to(device)
     example_x = example_x.to(device)

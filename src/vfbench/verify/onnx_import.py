@@ -10,8 +10,9 @@ them (see ``_elementwise_constant``).
 The module keeps the activation-site structure: its ReLUs run in the ONNX graph's order (the order
 auto_LiRPA lists them in), ``relu_nodes`` holds their ONNX node names, ``sites`` the vfbench site
 names read from those (``/body/body.2/relu1/Relu`` -> ``body.2.relu1``), and ``zero_input`` marks
-neurons whose ReLU input is identically 0 (``Relu(Mul(keep, x))`` with keep = 0: grafted or pruned
-neurons, stable whatever the bounds say).
+neurons whose ReLU input is identically 0 (``Relu(Mul(keep, x))`` with keep = 0, or a Gemm/Conv
+output unit with zero weights and bias, as the export writes them: grafted or pruned neurons,
+stable whatever the bounds say).
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ class OnnxModel(nn.Module):
         self.input_name, self.output_name = input_name, output_name
         self.input_shape, self.num_classes = input_shape, num_classes
         self.onnx_path: str | None = None  # set by load_onnx
+        self.needs_matrix_mode = False  # set by load_onnx
         self.relu_nodes = relu_nodes
         sites = [site_name(n) for n in relu_nodes]
         self.sites = sites if len(set(sites)) == len(sites) else list(relu_nodes)
@@ -346,6 +348,10 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
                        tuple(int(d) for d in input_dims), int(output_dims[0]), relu_nodes,
                        zero_input, buffers)
     module.onnx_path = str(path)
+    # auto_LiRPA 0.3's patches mode fails on a Reshape before a Conv (the export's dense form
+    # of a grafted conv site): such a graph is bounded in matrix mode (lirpa.bounded_model).
+    ops = [s.module.op_type for s in steps]
+    module.needs_matrix_mode = "Reshape" in ops and "Conv" in ops[ops.index("Reshape"):]
     module.eval()
     _validate_attributes(module, path)
     return module
@@ -413,8 +419,11 @@ def _static_inputs(node: onnx.NodeProto, names: tuple[str, ...], constants: dict
 
 def _identically_zero(value_name: str, producer: dict, constants: dict) -> torch.Tensor | None:
     """Per-neuron mask of where ``value_name`` is 0 whatever the input: a Mul by a constant
-    with zeros (the grafted activation's ``keep``). None when there is no such Mul."""
+    with zeros (the grafted activation's ``keep``), or a Gemm/Conv whose weights and bias of an
+    output unit are all 0 (the export's folded form of it). None when there is no such node."""
     node = producer.get(value_name)
+    if node is not None and node.op_type in _ZERO_UNIT_OPS:
+        return _zero_output_units(node, constants)
     if node is None or node.op_type != "Mul":
         return None
     factors = [constants[n] for n in node.input if n in constants]
@@ -424,6 +433,31 @@ def _identically_zero(value_name: str, producer: dict, constants: dict) -> torch
     while zero.dim() > 0 and zero.shape[0] == 1:  # broadcast dims; expanded to the site's shape
         zero = zero[0]
     return zero
+
+
+_ZERO_UNIT_OPS = ("Gemm", "Conv")
+
+
+def _zero_output_units(node: onnx.NodeProto, constants: dict) -> torch.Tensor | None:
+    """Gemm (B constant, not transposed A) / Conv: output units with all-zero weights and bias,
+    shaped to broadcast over the output (units,) or (channels, 1, 1); None if there are none."""
+    if len(node.input) < 2 or node.input[1] not in constants:
+        return None
+    attrs = _attrs(node)
+    weight = constants[node.input[1]]
+    if node.op_type == "Gemm":
+        if attrs.get("transA", 0) or weight.dim() != 2:
+            return None
+        weight = weight if attrs.get("transB", 0) else weight.T
+    zero = (weight.reshape(weight.shape[0], -1) == 0).all(dim=1)
+    if len(node.input) > 2 and node.input[2]:
+        if node.input[2] not in constants:
+            return None
+        bias = constants[node.input[2]].reshape(-1)
+        zero &= (bias == 0) if bias.numel() == zero.numel() else bool((bias == 0).all())
+    if not bool(zero.any()):
+        return None
+    return zero if node.op_type == "Gemm" else zero.reshape(-1, *[1] * (weight.dim() - 2))
 
 
 def _validate_attributes(module: OnnxModel, path: Path) -> None:

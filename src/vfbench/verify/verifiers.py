@@ -22,6 +22,7 @@ from vfbench.errors import VfbenchError
 from vfbench.verify import lirpa
 from vfbench.verify.bab import BabVerifier
 from vfbench.verify.base import Decision, Verifier, check_options
+from vfbench.verify.marabou import MarabouVerifier
 from vfbench.verify.milp import MilpVerifier
 from vfbench.verify.vnncomp import VnnCompVerifier
 
@@ -79,6 +80,7 @@ VERIFIERS: dict[str, type[Verifier]] = {
     "bab": BabVerifier,
     "milp": MilpVerifier,
     "vnncomp": VnnCompVerifier,
+    "marabou": MarabouVerifier,
 }
 
 # Keys of a config entry that are the workflow's, not the verifier's.

@@ -6,11 +6,20 @@ VNN-COMP does::
     prepare_instance.sh v1 <category> <onnx> <vnnlib>
     run_instance.sh v1 <category> <onnx> <vnnlib> <result_file> <timeout_s>
 
-on the exported ONNX file and the image's VNNLIB property (written exactly as the export step
-writes it). The result file's first line is sat, unsat, timeout, error or unknown; after sat comes
-the counterexample ``((X_0 v) ... (Y_0 v) ...)``. unsat becomes ``verified`` on the tool's word
-(the record's ``external`` names the tool); sat becomes ``falsified`` only once onnxruntime confirms
-the X values inside the ball (the base re-checks every counterexample; a wrong one is an error).
+on the exported ONNX file and a VNNLIB file of the property (for the campaign's images, written
+exactly as the export step writes it). ``prepare_instance.sh`` runs once per model (per verifier
+instance), on the first property, outside any image's timeout (its time: ``prepare_time_s``).
+The tool runs with the ``env`` option's variables added to the environment (e.g.
+``ABCROWN_TEST_RUN: "1"``).
+
+The result file's first word is sat, unsat, timeout (or timed-out), unknown or error (also
+holds = unsat, violated = sat); after sat comes the counterexample, ``((X_0 v) ... (Y_0 v))``
+or as SMT-LIB definitions ``(define-fun X_0 () Real v)`` (VNNLIB 2.0 tools), negative values
+also as ``(- v)``. unsat becomes ``verified`` on the tool's word (the record's ``external``
+names the tool). sat becomes ``falsified`` only with a point onnxruntime confirms: the tool's,
+or one a few PGD steps from it find (a tool's point often lies exactly on the decision
+boundary); otherwise ``unknown`` with the reason. A script that exits non-zero, a missing or
+malformed result file, and ``error`` make an ``error`` record.
 """
 
 from __future__ import annotations
@@ -29,22 +38,31 @@ import numpy as np
 import torch
 
 from vfbench.errors import VfbenchError
-from vfbench.export import vnnlib_text
+from vfbench.properties import Property, robustness_property
 from vfbench.verify.base import Decision, Verifier
+from vfbench.verify.refine import REFINE_STEPS, external_counterexample
+from vfbench.vnnlib import vnnlib_text
 
 SCRIPTS = ("prepare_instance.sh", "run_instance.sh")
-RESULTS = {"unsat": "verified", "sat": "falsified", "timeout": "timeout", "unknown": "unknown"}
+RESULTS = {"unsat": "verified", "holds": "verified", "sat": "falsified", "violated": "falsified",
+           "timeout": "timeout", "timed-out": "timeout", "unknown": "unknown"}
 # tool: the folder with the scripts; category: the benchmark name passed to them;
 # prepare_timeout_s: limit on prepare_instance.sh; grace_s: how long run_instance.sh may overrun
-# the image's timeout before it is killed (tools take a while to write their result).
+# the image's timeout before it is killed (tools take a while to write their result); env:
+# variables added to the tools' environment; refine_steps: PGD steps from a tool's point that
+# onnxruntime does not confirm.
 VNNCOMP_DEFAULTS: dict[str, Any] = {
     "tool": None,
     "category": "vfbench",
     "prepare_timeout_s": 600,
     "grace_s": 15,
+    "env": {},
+    "refine_steps": REFINE_STEPS,
 }
 
-_ASSIGNMENT = re.compile(r"\(\s*([XY])_(\d+)\s+([^\s()]+)\s*\)")
+_NUMBER = r"(\(\s*-\s*[^\s()]+\s*\)|[^\s()]+)"
+_ASSIGNMENT = re.compile(r"\(\s*(?:define-fun\s+)?([XY])_(\d+)\s+(?:\(\s*\)\s+Real\s+)?"
+                         + _NUMBER + r"\s*\)")
 
 
 @dataclass
@@ -56,29 +74,36 @@ class ToolResult:
     y: np.ndarray | None = None
 
 
+def _value(text: str) -> float:
+    text = text.strip()
+    if text.startswith("("):
+        return -float(text.strip("()").strip().lstrip("-"))
+    return float(text)
+
+
 def parse_result(text: str, input_size: int, where: str = "result file") -> ToolResult:
     """Parse a VNN-COMP result file; VfbenchError on anything malformed."""
-    lines = text.strip().splitlines()
-    if not lines:
+    words = text.split(None, 1)
+    if not words:
         raise VfbenchError(f"{where}: empty")
-    verdict = lines[0].strip().lower()
+    verdict = words[0].strip().lower()
     if verdict not in (*RESULTS, "error"):
-        raise VfbenchError(f"{where}: first line {lines[0].strip()!r} is not one of "
+        raise VfbenchError(f"{where}: first word {words[0]!r} is not one of "
                            f"{sorted((*RESULTS, 'error'))}")
-    if verdict != "sat":
+    if RESULTS.get(verdict) != "falsified":
         return ToolResult(verdict)
     values: dict[str, dict[int, float]] = {"X": {}, "Y": {}}
-    for kind, index, value in _ASSIGNMENT.findall("\n".join(lines[1:])):
+    for kind, index, value in _ASSIGNMENT.findall(words[1] if len(words) > 1 else ""):
         try:
-            values[kind][int(index)] = float(value)
+            values[kind][int(index)] = _value(value)
         except ValueError as exc:
             raise VfbenchError(f"{where}: {kind}_{index} = {value!r} is not a number") from exc
     missing = sorted(set(range(input_size)) - set(values["X"]))
     if missing:
         raise VfbenchError(f"{where}: sat, but the counterexample lacks X_{missing[0]} "
                            f"({len(missing)} of {input_size} inputs missing)")
-    x = np.array([values["X"][i] for i in range(input_size)], dtype=np.float32)
-    y = (np.array([values["Y"][j] for j in sorted(values["Y"])], dtype=np.float32)
+    x = np.array([values["X"][i] for i in range(input_size)], dtype=np.float64)
+    y = (np.array([values["Y"][j] for j in sorted(values["Y"])], dtype=np.float64)
          if values["Y"] else None)
     return ToolResult("sat", x, y)
 
@@ -100,7 +125,13 @@ class VnnCompVerifier(Verifier):
                 raise VfbenchError(f"verifier {self.name}: {path} not found")
             if not os.access(path, os.X_OK):
                 raise VfbenchError(f"verifier {self.name}: {path} is not executable")
+        env = self.options["env"]
+        if not isinstance(env, dict):
+            raise VfbenchError(f"verifier {self.name}: option 'env' must be a mapping of "
+                               "variable names to values")
+        self.env = {**os.environ, **{str(k): str(v) for k, v in env.items()}}
         self.workdir = tempfile.TemporaryDirectory(prefix="vfbench-vnncomp-")
+        self.prepare_time_s: float | None = None  # set once prepare_instance.sh has run
 
     def _call(self, script: str, args: list[str], timeout_s: float) -> subprocess.CompletedProcess:
         """Run a script in the tool's folder; past ``timeout_s`` its whole process group is
@@ -108,7 +139,8 @@ class VnnCompVerifier(Verifier):
         command = [str(self.tool / script), "v1", str(self.options["category"]), *args]
         try:
             proc = subprocess.Popen(command, cwd=self.tool, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                    env=self.env)
         except OSError as exc:
             raise VfbenchError(f"verifier {self.name}: cannot run {command[0]} ({exc})") from exc
         try:
@@ -119,36 +151,73 @@ class VnnCompVerifier(Verifier):
             raise _Overran(script) from exc
         return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
-    def decide(self, x: torch.Tensor, label: int, eps: float, deadline: float) -> Decision:
-        point = x.detach().cpu().numpy().reshape(self.model.input_shape)
+    def _write(self, props: list[Property]) -> Path:
         folder = Path(tempfile.mkdtemp(dir=self.workdir.name))
         vnnlib = folder / "property.vnnlib"
-        vnnlib.write_text(vnnlib_text(point, label, eps, self.model.num_classes))
-        result_file = folder / "result.txt"
+        vnnlib.write_text(vnnlib_text(props))
+        return vnnlib
+
+    def prepare(self, props: list[Property]) -> None:
+        """prepare_instance.sh on the model (once), timed apart from any instance."""
+        if self.prepare_time_s is not None:
+            return
+        start = time.perf_counter()
         onnx = str(Path(self.model.onnx_path).resolve())
         try:
-            prepared = self._call("prepare_instance.sh", [onnx, str(vnnlib)],
+            prepared = self._call("prepare_instance.sh", [onnx, str(self._write(props))],
                                   self.options["prepare_timeout_s"])
-            if prepared.returncode != 0:
-                raise VfbenchError(self._failure("prepare_instance.sh", prepared))
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return Decision("timeout")
-            timeout = max(1, int(np.ceil(remaining)))
+        except _Overran as exc:
+            raise VfbenchError(f"verifier {self.name}: prepare_instance.sh ran past "
+                               f"prepare_timeout_s = {self.options['prepare_timeout_s']}") from exc
+        if prepared.returncode != 0:
+            raise VfbenchError(self._failure("prepare_instance.sh", prepared))
+        self.prepare_time_s = time.perf_counter() - start
+
+    def decide_batch(self, x: torch.Tensor, labels: list[int], eps: float,
+                     timeout_s: float) -> list[tuple[Decision, float]]:
+        if self.prepare_time_s is None:  # outside the first image's timeout
+            self.prepare([self._ball(x[0], labels[0], eps)])
+        return super().decide_batch(x, labels, eps, timeout_s)
+
+    def _ball(self, x: torch.Tensor, label: int, eps: float) -> Property:
+        center = x.detach().cpu().numpy().reshape(self.model.input_shape)
+        return robustness_property(center, label, eps, self.model.num_classes)
+
+    def decide_property(self, props: list[Property], deadline: float, confirm) -> Decision:
+        """The tool on the properties (unsafe iff any is); ``confirm(prop, point)`` is the
+        onnxruntime check of a counterexample."""
+        self.prepare(props)
+        vnnlib = self._write(props)
+        result_file = vnnlib.parent / "result.txt"
+        onnx = str(Path(self.model.onnx_path).resolve())
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return Decision("timeout")
+        timeout = max(1, int(np.ceil(remaining)))
+        try:
             ran = self._call("run_instance.sh",
                              [onnx, str(vnnlib), str(result_file), str(timeout)],
                              timeout + self.options["grace_s"])
         except _Overran:
             return Decision("timeout")
+        if ran.returncode != 0:
+            raise VfbenchError(self._failure("run_instance.sh", ran))
         if not result_file.exists():
             raise VfbenchError(self._failure("run_instance.sh", ran, "wrote no result file"))
         result = parse_result(result_file.read_text(), int(np.prod(self.model.input_shape)),
                               f"verifier {self.name}: {result_file.name}")
         if result.verdict == "error":
             raise VfbenchError(self._failure("run_instance.sh", ran, "reported error"))
-        if result.verdict == "sat":
-            return Decision("falsified", counterexample=torch.from_numpy(result.x))
+        if result.verdict in ("sat", "violated"):
+            return external_counterexample(self.model, props, result.x, confirm,
+                                           self.options["refine_steps"])
         return Decision(RESULTS[result.verdict])
+
+    def decide(self, x: torch.Tensor, label: int, eps: float, deadline: float) -> Decision:
+        return self.decide_property(
+            [self._ball(x, label, eps)], deadline,
+            lambda _, p: self.confirm_counterexample(torch.from_numpy(p), x, eps, label)
+            is not None)
 
     def _failure(self, script: str, proc: subprocess.CompletedProcess,
                  what: str | None = None) -> str:

@@ -199,7 +199,7 @@ def test_options_are_checked():
     with pytest.raises(VfbenchError, match="pgd_stepz"):
         resolve_verifier_entry({"method": "crown", "pgd_stepz": 3})
     with pytest.raises(VfbenchError, match="unknown verifier method"):
-        resolve_verifier_entry({"method": "marabou"})
+        resolve_verifier_entry({"method": "reluplex"})
     with pytest.raises(VfbenchError, match="unstable_bound"):
         resolve_verifier_entry({"method": "crown", "unstable_bound": "deeppoly"})
     cls, options = resolve_verifier_entry({"method": "alpha_crown", "iterations": 5,

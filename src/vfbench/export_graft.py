@@ -1,0 +1,204 @@
+"""The model in a form every VNN-COMP tool reads: normalisation as BatchNormalization, grafted
+activations with their masks folded into weights.
+
+The input normalisation ``(x - mean) / std`` is written as a BatchNormalization (running mean
+``mean``, running variance ``std**2``, epsilon 0): Marabou reads no Div and no per-channel Sub
+or Mul, and every tool reads BatchNormalization.
+
+A ``GraftedReLU`` computes ``relu(keep * z) + m * (a * z + b)`` on its input ``z`` (keep = 1 - m).
+Exported as it is, that is a ``Mul(keep, z)`` before ``Relu``, which Marabou, pyNeVer and
+NeuralSAT reject. ``standard_op_form`` rewrites a copy of the model so that the ONNX graph has
+only Gemm/Conv, Add, Relu, Flatten and Reshape around each grafted site, and a grafted neuron's
+ReLU input is the constant 0 (its weights and bias are 0: stable for every verifier):
+
+- **folded** (the site follows a Linear, or a Conv2d whose keep and ``m * a`` are uniform over
+  each channel): ``Relu(layer_keep(x)) + layer_graft(x) [+ Add(m * b)]`` with layer_keep = the
+  layer with its output units scaled by keep, layer_graft = scaled by ``m * a``;
+- **dense** (a per-neuron mask or slope after a conv, or a site after anything else, e.g. the
+  sum of a residual block): the affine map before the site (the conv, or the identity) unrolled
+  into a Gemm over the flattened input, its rows masked the same way, then ``Reshape``. The
+  cost is a dense matrix of (site size) x (layer input size) per part: fine for the small CNNs
+  of the papers (cnn_4layer on MNIST: 7.4M weights per part), large for big ones.
+
+Parts that are identically 0 (pruned neurons: a = b = 0) are left out.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from vfbench.models import GraftedReLU, Normalize
+
+
+class FoldedGraft(nn.Module):
+    """``relu(keep_part(x)) + graft_part(x) + offset`` (each of the last two optional); with
+    ``out_shape`` the input is flattened first and the result reshaped to it (dense form)."""
+
+    def __init__(self, keep_part: nn.Module, graft_part: nn.Module | None,
+                 offset: torch.Tensor | None, out_shape: tuple[int, ...] | None = None):
+        super().__init__()
+        self.keep_part, self.graft_part = keep_part, graft_part
+        if offset is not None:
+            self.register_buffer("offset", offset)
+        else:
+            self.offset = None
+        self.out_shape = out_shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.out_shape is not None:
+            x = torch.flatten(x, 1)
+        out = torch.relu(self.keep_part(x))
+        if self.graft_part is not None:
+            out = out + self.graft_part(x)
+        if self.offset is not None:
+            out = out + self.offset
+        if self.out_shape is not None:
+            out = out.reshape(-1, *self.out_shape)
+        return out
+
+
+def _scaled(layer: nn.Module, scale: torch.Tensor, extra_bias: torch.Tensor | None = None
+            ) -> nn.Module:
+    """A copy of the Linear/Conv2d with output unit i's weights and bias times scale[i]."""
+    new = copy.deepcopy(layer)
+    shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+    bias = layer.bias.detach() if layer.bias is not None else torch.zeros(layer.weight.shape[0])
+    with torch.no_grad():
+        new.weight.copy_(layer.weight.detach() * scale.view(shape))
+        if new.bias is None:
+            new.bias = nn.Parameter(torch.zeros_like(bias))
+        new.bias.copy_(bias * scale + (0 if extra_bias is None else extra_bias))
+    for p in new.parameters():
+        p.requires_grad_(False)
+    return new
+
+
+def _per_channel(t: torch.Tensor) -> torch.Tensor | None:
+    """The per-channel values of a (C, H, W) tensor, or None if it varies within a channel."""
+    first = t.reshape(t.shape[0], -1)[:, :1]
+    return first[:, 0] if bool((t.reshape(t.shape[0], -1) == first).all()) else None
+
+
+@torch.no_grad()
+def _dense(layer: nn.Module | None, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, c) with layer(x).flatten() = W @ x.flatten() + c; the identity for None."""
+    n_in = 1
+    for s in in_shape:
+        n_in *= s
+    if layer is None:
+        return torch.eye(n_in), torch.zeros(n_in)
+    c = layer(torch.zeros((1, *in_shape))).reshape(-1)
+    basis = torch.eye(n_in).reshape(n_in, *in_shape)
+    W = (layer(basis).reshape(n_in, -1) - c).T.contiguous()
+    return W, c
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    for p in layer.parameters():
+        p.requires_grad_(False)
+    return layer
+
+
+def _graft_form(site: GraftedReLU, layer: nn.Module | None, in_shape, out_shape) -> FoldedGraft:
+    keep = site.keep.detach()
+    slope = (site.mask * site.a).detach()
+    offset = (site.mask * site.b).detach()
+    has_slope, has_offset = bool(slope.any()), bool(offset.any())
+    if isinstance(layer, nn.Linear) or (
+            isinstance(layer, nn.Conv2d) and _per_channel(keep) is not None
+            and _per_channel(slope) is not None):
+        unit = (lambda t: t) if isinstance(layer, nn.Linear) else _per_channel
+        return FoldedGraft(_scaled(layer, unit(keep)),
+                           _scaled(layer, unit(slope)) if has_slope else None,
+                           offset.clone() if has_offset else None)
+    W, c = _dense(layer, in_shape, out_shape)
+    keep, slope, offset = keep.reshape(-1), slope.reshape(-1), offset.reshape(-1)
+    return FoldedGraft(_linear(W * keep[:, None], c * keep),
+                       _linear(W * slope[:, None], c * slope + offset)
+                       if has_slope or has_offset else None, None, tuple(out_shape))
+
+
+@torch.no_grad()
+def standard_op_form(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (eval mode) computing the same function with every GraftedReLU and
+    the Linear/Conv2d before it replaced by a ``FoldedGraft`` at the site's name (so the ONNX
+    Relu node keeps the site's scope). A model without grafts is returned as a copy."""
+    model = copy.deepcopy(model).eval()
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Normalize):
+            _replace(model, name, _as_batchnorm(module))
+    sites = [name for name, m in model.named_modules() if isinstance(m, GraftedReLU)]
+    if not sites:
+        return model
+    shapes = _io_shapes(model)
+    for name in sites:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        site = getattr(parent, child)
+        layer_name = _affine_before(parent, child)
+        layer = getattr(parent, layer_name) if layer_name else None
+        key = layer if layer is not None else site
+        form = _graft_form(site, layer, shapes[id(key)][0], shapes[id(site)][0])
+        if layer_name:
+            setattr(parent, layer_name, nn.Identity())
+        setattr(parent, child, form)
+    return model
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def _as_batchnorm(norm: Normalize) -> nn.BatchNorm2d:
+    mean, std = norm.mean.reshape(-1), norm.std.reshape(-1)
+    bn = nn.BatchNorm2d(mean.numel(), eps=0.0).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(std * std)
+    for p in bn.parameters():
+        p.requires_grad_(False)
+    return bn
+
+
+# A non-Sequential block in the zoo whose forward applies a named layer right before a site.
+_PAIRS_IN_BLOCKS = {"relu1": "conv1"}
+
+
+def _affine_before(parent: nn.Module, child: str) -> str | None:
+    """The attribute name of the Linear/Conv2d whose output is the site's input, if any."""
+    if isinstance(parent, nn.Sequential):
+        names = list(parent._modules)
+        for previous in reversed(names[:names.index(child)]):
+            module = parent._modules[previous]
+            if isinstance(module, nn.Identity):  # a folded BatchNorm
+                continue
+            return previous if isinstance(module, nn.Linear | nn.Conv2d) else None
+        return None
+    previous = _PAIRS_IN_BLOCKS.get(child)
+    if previous and isinstance(getattr(parent, previous, None), nn.Linear | nn.Conv2d):
+        return previous
+    return None
+
+
+def _io_shapes(model: nn.Module) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Per module id: (input shape, output shape) of one sample, from a forward pass."""
+    shapes = {}
+    hooks = [m.register_forward_hook(
+        lambda mod, inp, out: shapes.__setitem__(id(mod), (tuple(inp[0].shape[1:]),
+                                                           tuple(out.shape[1:]))))
+        for m in model.modules()]
+    try:
+        model(torch.zeros((1, *model.input_shape)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
