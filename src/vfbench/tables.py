@@ -81,16 +81,15 @@ def pgd_column(steps: int | None) -> Callable[[Cell], float | None]:
 
 
 def _train_hours(cell: Cell) -> float | None:
-    """Total training time in hours: base.json ``metrics.train_seconds`` (else the sum of
-    ``metrics.epoch_seconds``) plus report.json ``train_seconds`` (the transform's fine-tuning;
-    nothing for transform ``none``); "-" when a step did not record its time."""
+    """Total training time in hours: base.json ``metrics.seconds_total`` (what
+    ``vfbench.train.train_model`` reports) plus report.json ``seconds`` (the whole transform step
+    as scripts/transform.py times it: scores computed in place and fine-tuning; nothing for
+    transform ``none``); "-" when a step did not record its time."""
     dataset, arch, train, transform = cell.key
     base = cell.results.train_metrics.get((dataset, arch, train)) or {}
-    seconds = base.get("train_seconds")
-    if seconds is None and base.get("epoch_seconds") is not None:
-        seconds = sum(base["epoch_seconds"])
+    seconds = base.get("seconds_total")
     if transform != "none" and seconds is not None:
-        extra = (cell.results.reports.get(cell.key) or {}).get("train_seconds")
+        extra = (cell.results.reports.get(cell.key) or {}).get("seconds")
         seconds = None if extra is None else seconds + extra
     return None if seconds is None else float(seconds) / 3600.0
 

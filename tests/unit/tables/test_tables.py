@@ -66,10 +66,10 @@ def campaign(tmp_path):
         write_json(path, ev)
         paths["evaluate"].append(path)
     base = res / "models/mnist/net1/natural/base.json"
-    write_json(base, {"arch": "net1", "metrics": {"train_seconds": 3600.0, "device": "cpu"}})
+    write_json(base, {"arch": "net1", "metrics": {"device": "cpu"}})
     paths["train"].append(base)
     report = res / "models" / B / "report.json"
-    write_json(report, {"train_seconds": 1800.0, "sites": {}})
+    write_json(report, {"sites": {}})
     paths["transform"].append(report)
     return paths
 
@@ -158,14 +158,11 @@ def test_paper000_ablation_layouts(results):
     assert got[(("Grafting (A_g(x) = 0)",), ("net1, mnist", "UNR"))] == "-"
 
 
-def test_paper000_table6_training_time_adds_fine_tuning(results):
-    got = cells(build(results, "paper000_table6", train="natural",
-                      methods={"Baseline": "none", "Grafting": "graft50",
-                               "Certified": "crown_ibp/none"}))
-    column = ("net1, mnist", "Training Time (h)")
-    assert [got[((m,), column)] for m in ("Baseline", "Grafting", "Certified")] == \
-        ["1.00", "1.50", "-"]
-    assert "trained on cpu" in build(results, "paper000_table6").attrs["notes"]
+def test_paper000_table6_names_the_training_device(results):
+    # training times from the files the real steps write: tests/unit/tables/test_training_time.py
+    frame = build(results, "paper000_table6", train="natural")
+    assert "trained on cpu" in frame.attrs["notes"]
+    assert set(cells(frame).values()) >= {"-"}  # no recorded time here: "-", not a number
 
 
 def test_paper001_eps_sweep_time_and_time_ut(results):

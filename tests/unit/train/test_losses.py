@@ -18,8 +18,8 @@ from vfbench.losses import (
     linf_search,
     nbc_search,
     neuron_behaviour_consistency,
-    relu_stable_loss,
     relu_stability_term,
+    relu_stable_loss,
     resolve_loss_options,
     uniform_in_ball,
 )
