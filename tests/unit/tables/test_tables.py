@@ -192,6 +192,28 @@ def test_paper001_differences_subtract_the_method_alone(results):
     assert got[(("eps=0.05", "UNSAT%"), col)] == "-"  # neither ran
 
 
+def test_paper001_tables6_7_print_test_accuracy_as_relative_change(results):
+    pairs = {"G*": ["natural/graft50", "natural/none"]}
+    col = ("net1", "G*")
+    for layout in ("paper001_table6", "paper001_table7"):
+        frame = build(results, layout, pairs=pairs)
+        got = cells(frame, decimals=1, signed=True)
+        assert got[(("", "Test Acc."), col)] == "-5.6"  # (85 - 90) / 90, in percent
+        assert got[(("eps=0.02", "UNSAT%"), col)] == "+46.7"  # the others stay differences
+        assert any("relative change (%)" in n and "Test Acc." in n for n in frame.attrs["notes"])
+
+
+def test_table_footer_names_falsifier_image_selection_and_bound_method(results):
+    config = {**CONFIG, "verify": {**CONFIG["verify"], "image_selection": "fgsm_agreement",
+                                   "verifiers": {"crown": {"method": "crown", "pgd_steps": 0},
+                                                 "bab": {"method": "bab"}}}}
+    footer = tables.provenance_line(tables.campaign_provenance(
+        load_results_from_paths(config)))
+    assert "images: 5 (fgsm_agreement)" in footer
+    assert "crown = crown bounds, falsifier off" in footer
+    assert "bab = bab bounds, falsifier PGD 50x5" in footer  # vfbench.verify.base's default
+
+
 def test_paper001_table8_counts_and_pgd_columns(results):
     frame = build(results, "paper001_table8", pgd_steps=[50, 20],
                   methods={"Natural": "natural", "Grafted": "natural/graft50"})

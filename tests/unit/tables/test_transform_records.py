@@ -1,5 +1,6 @@
-"""Paper 000 Table 6's training time from the files the real steps write: scripts/train_base.py
-(base.json) and scripts/transform.py (report.json), run in-process on a tiny model."""
+"""Tables read from the files the real steps write: scripts/train_base.py (base.json) and
+scripts/transform.py (report.json), run in-process on a tiny model. Paper 000 Table 6 (training
+time) and paper 002 Table 4 (hidden neurons and weights)."""
 
 import json
 import runpy
@@ -55,10 +56,11 @@ def written(tmp_path_factory):
     return folder
 
 
+CONFIG = {"campaign": "unit", "verify": {"eps": [0.1], "verifiers": {"crown": {"method": "crown"}}}}
+
+
 def test_training_time_is_base_plus_transform_seconds(written):
-    config = {"campaign": "unit",
-              "verify": {"eps": [0.1], "verifiers": {"crown": {"method": "crown"}}}}
-    results = load_results_from_paths(config, train=[written / "base.json"],
+    results = load_results_from_paths(CONFIG, train=[written / "base.json"],
                                       transform=[written / "wp" / "report.json"])
     options = {**tables.TABLE_DEFAULTS["paper000_table6"], "train": "natural",
                "methods": {"Baseline": "none", "WP": "wp"}}
@@ -69,3 +71,23 @@ def test_training_time_is_base_plus_transform_seconds(written):
     assert frame.loc[("Baseline",), column] == pytest.approx(base / 3600)
     assert frame.loc[("WP",), column] == pytest.approx((base + fine) / 3600)
     assert fine > 0 and base > 0
+
+
+def test_paper002_table4_sizes_per_network(written):
+    (written / "none").mkdir(exist_ok=True)
+    out = written / "none"
+    _script("transform.py", "--checkpoint", written / "base.pt", "--data",
+            written.parents[3] / "data" / "tiny.npz", "--entry-json", '{"method": "none"}',
+            "--out", out / "model.pt", "--out-report", out / "report.json",
+            "--device", "cpu", "--threads", "1")
+    results = load_results_from_paths(CONFIG, transform=[written / "none" / "report.json",
+                                                         written / "wp" / "report.json"])
+    options = {**tables.TABLE_DEFAULTS["paper002_table4"], "bases": {"NET1": "net1"},
+               "rows": [["SET1", "Baseline", "natural/none"], ["SET1", "WP", "natural/wp"],
+                        ["SET1", "NP", "natural/np"]]}
+    frame = tables.TABLES["paper002_table4"](results, options)
+    assert list(frame.columns) == ["# HL Neurons", "# Weights"]
+    # net1 hidden [8, 8] on 16 inputs, 10 outputs: 16*8 + 8*8 + 8*10 = 272 weights
+    assert frame.loc[("NET1", "SET1", "Baseline")].tolist() == [16, 272]
+    assert frame.loc[("NET1", "SET1", "WP")].tolist() == [16, 272 - int(0.5 * 272)]
+    assert frame.loc[("NET1", "SET1", "NP")].isna().all()  # not run: "-"
