@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Rule make_specs: one VNNLIB robustness property per test image at one eps."""
+"""Rule make_specs: one VNNLIB robustness property per selected test image at one eps."""
 
 import argparse
 
@@ -10,23 +10,34 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", required=True, help="dataset .npz")
     p.add_argument("--eps", type=float, required=True, help="L-inf radius in pixel space")
-    p.add_argument("--images", type=int, required=True, help="the first N test images")
+    p.add_argument("--images", type=int, required=True, help="how many test images")
+    p.add_argument("--selection", default="first",
+                   help="vfbench.export.IMAGE_SELECTIONS key (first, class_balanced, "
+                        "fgsm_agreement)")
+    p.add_argument("--models", nargs="*", default=[],
+                   help="checkpoints of every variant (fgsm_agreement)")
     p.add_argument("--out-dir", required=True, help="folder of .vnnlib files")
     p.add_argument("--out-images", required=True, help="images.csv listing them")
     args = p.parse_args()
 
     from vfbench.data import load_dataset
     from vfbench.errors import VfbenchError
-    from vfbench.export import write_specs
+    from vfbench.export import fgsm_robust_matrix, select_images, write_specs
+    from vfbench.io import load_checkpoint
 
     dataset = load_dataset(args.data)
-    if args.images > len(dataset.y_test):
-        raise VfbenchError(f"verify.images = {args.images} but {args.data} has only "
-                           f"{len(dataset.y_test)} test images")
     if not 0 < args.eps < 1:
         raise VfbenchError(f"eps {args.eps} is not in (0, 1) (pixel space)")
-    write_specs(dataset.x_test, dataset.y_test, list(range(args.images)), args.eps,
-                dataset.num_classes, args.out_dir, args.out_images)
+    robust = None
+    if args.selection == "fgsm_agreement":
+        if not args.models:
+            raise VfbenchError("image selection fgsm_agreement: no --models given")
+        models = [load_checkpoint(path)[0] for path in args.models]
+        robust = fgsm_robust_matrix(models, dataset.x_test, dataset.y_test, args.eps)
+    indices = select_images(args.selection, dataset.y_test, args.images, dataset.num_classes,
+                            robust)
+    write_specs(dataset.x_test, dataset.y_test, indices, args.eps, dataset.num_classes,
+                args.out_dir, args.out_images, selection=args.selection)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def main() -> None:
     from vfbench.io import load_checkpoint, save_checkpoint, write_json
     from vfbench.models import count_parameters, count_relus
     from vfbench.transforms import TRANSFORMS, needs_scores, resolve_transform_entry
+    from vfbench.transforms.report import network_sizes
     from vfbench.transforms.scores import load_scores
 
     device = setup_compute(args)
@@ -40,7 +41,7 @@ def main() -> None:
     result = TRANSFORMS[entry["method"]](model, ckpt, dataset, entry, device, scores)
     seconds = time.perf_counter() - start
     report = {**result.report, "seconds": seconds, "checkpoint": args.checkpoint,
-              "scores_given": sorted(scores)}
+              "scores_given": sorted(scores), "sizes": network_sizes(result.model)}
     metrics = {"transform_seconds": seconds, "parameters": count_parameters(result.model),
                "relus": count_relus(result.model),
                "test_acc": report.get("accuracy", {}).get("finetuned")}

@@ -112,10 +112,86 @@ def vnnlib_text(x: np.ndarray, label: int, eps: float, num_classes: int) -> str:
     return property_vnnlib(robustness_property(x, label, eps, num_classes))
 
 
+# --- which test images become properties ------------------------------------------------------
+
+def _first(y_test, n, num_classes, fgsm_robust):
+    return list(range(n))
+
+
+def _class_balanced(y_test, n, num_classes, fgsm_robust):
+    """The first n / num_classes test images of every class (paper 001: 100 per class on MNIST
+    and FMNIST, 20 on CIFAR), in test-split order."""
+    if n % num_classes:
+        raise VfbenchError(f"verify.images = {n}: class_balanced needs a multiple of the "
+                           f"{num_classes} classes (k images per class)")
+    per_class = n // num_classes
+    chosen = []
+    for label in range(num_classes):
+        found = np.flatnonzero(np.asarray(y_test) == label)[:per_class]
+        if len(found) < per_class:
+            raise VfbenchError(f"class_balanced: class {label} has only {len(found)} test "
+                               f"images, {per_class} wanted")
+        chosen += found.tolist()
+    return sorted(chosen)
+
+
+def _fgsm_agreement(y_test, n, num_classes, fgsm_robust):
+    """Paper 002 Section 5.1: the first n test images on which FGSM's outcome (an adversarial
+    found, or not) is the same for every variant of the network; ``fgsm_robust`` is (variants,
+    images), True where FGSM found none. A misclassified clean image counts as found, as in
+    Foolbox."""
+    if fgsm_robust is None:
+        raise VfbenchError("fgsm_agreement needs the models' FGSM outcomes (make_specs --models)")
+    agree = fgsm_robust.all(axis=0) | (~fgsm_robust).all(axis=0)
+    chosen = np.flatnonzero(agree)[:n].tolist()
+    if len(chosen) < n:
+        raise VfbenchError(f"fgsm_agreement: FGSM agrees across the {len(fgsm_robust)} variants on "
+                           f"only {len(chosen)} test images, {n} wanted")
+    return chosen
+
+
+# name -> select(y_test, n, num_classes, fgsm_robust or None) -> test-image indices
+IMAGE_SELECTIONS = {"first": _first, "class_balanced": _class_balanced,
+                    "fgsm_agreement": _fgsm_agreement}
+
+
+def select_images(selection: str, y_test: np.ndarray, n: int, num_classes: int,
+                  fgsm_robust: np.ndarray | None = None) -> list[int]:
+    """Indices of the ``n`` test images ``selection`` (an IMAGE_SELECTIONS key) picks."""
+    if selection not in IMAGE_SELECTIONS:
+        raise VfbenchError(f"unknown image selection {selection!r}; known: "
+                           f"{sorted(IMAGE_SELECTIONS)}")
+    if n > len(y_test):
+        raise VfbenchError(f"verify.images = {n} but the test split has only {len(y_test)} images")
+    return IMAGE_SELECTIONS[selection](y_test, n, num_classes, fgsm_robust)
+
+
+def fgsm_robust_matrix(models: list[torch.nn.Module], x_test: np.ndarray, y_test: np.ndarray,
+                       eps: float, batch_size: int = 500) -> np.ndarray:
+    """(models, images) bool: the model classifies the image and its FGSM point at ``eps``
+    correctly. ``x_test`` holds uint8 pixels."""
+    from vfbench.attacks import fgsm_attack
+
+    rows = []
+    for model in models:
+        model = model.cpu().eval()
+        robust = []
+        for start in range(0, len(y_test), batch_size):
+            x = torch.from_numpy(x_test[start:start + batch_size].astype(np.float32) / 255.0)
+            y = torch.from_numpy(np.asarray(y_test[start:start + batch_size], dtype=np.int64))
+            x_adv = fgsm_attack(model, x, y, eps)
+            with torch.no_grad():
+                ok = (model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)
+            robust.append(ok.numpy())
+        rows.append(np.concatenate(robust))
+    return np.stack(rows)
+
+
 def write_specs(x_test: np.ndarray, y_test: np.ndarray, image_indices: list[int], eps: float,
                 num_classes: int, out_dir: str | os.PathLike,
-                images_csv: str | os.PathLike) -> None:
-    """One VNNLIB per image in ``out_dir`` and ``images_csv`` (image, label, vnnlib) listing them.
+                images_csv: str | os.PathLike, selection: str = "first") -> None:
+    """One VNNLIB per image in ``out_dir`` and ``images_csv`` (image, label, vnnlib, selection)
+    listing them; ``selection`` (how the images were picked) is recorded in both.
 
     ``x_test`` holds uint8 pixels; the property is on pixel/255, exactly what the model sees.
     """
@@ -127,10 +203,12 @@ def write_specs(x_test: np.ndarray, y_test: np.ndarray, image_indices: list[int]
         label = int(y_test[image])
         path = out_dir / f"img{image}.vnnlib"
         with atomic_path(path) as tmp:
-            tmp.write_text(vnnlib_text(x, label, eps, num_classes))
-        rows.append({"image": image, "label": label, "vnnlib": path.name})
+            tmp.write_text(f"; test image {image}, image selection {selection}\n"
+                           + vnnlib_text(x, label, eps, num_classes))
+        rows.append({"image": image, "label": label, "vnnlib": path.name,
+                     "selection": selection})
     with atomic_path(images_csv) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["image", "label", "vnnlib"])
+        writer = csv.DictWriter(fh, fieldnames=["image", "label", "vnnlib", "selection"])
         writer.writeheader()
         writer.writerows(rows)
 

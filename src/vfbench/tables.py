@@ -81,16 +81,15 @@ def pgd_column(steps: int | None) -> Callable[[Cell], float | None]:
 
 
 def _train_hours(cell: Cell) -> float | None:
-    """Total training time in hours: base.json ``metrics.train_seconds`` (else the sum of
-    ``metrics.epoch_seconds``) plus report.json ``train_seconds`` (the transform's fine-tuning;
-    nothing for transform ``none``); "-" when a step did not record its time."""
+    """Total training time in hours: base.json ``metrics.seconds_total`` (what
+    ``vfbench.train.train_model`` reports) plus report.json ``seconds`` (the whole transform step
+    as scripts/transform.py times it: scores computed in place and fine-tuning; nothing for
+    transform ``none``); "-" when a step did not record its time."""
     dataset, arch, train, transform = cell.key
     base = cell.results.train_metrics.get((dataset, arch, train)) or {}
-    seconds = base.get("train_seconds")
-    if seconds is None and base.get("epoch_seconds") is not None:
-        seconds = sum(base["epoch_seconds"])
+    seconds = base.get("seconds_total")
     if transform != "none" and seconds is not None:
-        extra = (cell.results.reports.get(cell.key) or {}).get("train_seconds")
+        extra = (cell.results.reports.get(cell.key) or {}).get("seconds")
         seconds = None if extra is None else seconds + extra
     return None if seconds is None else float(seconds) / 3600.0
 
@@ -345,16 +344,30 @@ def paper001_eps_sweep(results: CampaignResults, options: dict) -> pd.DataFrame:
 
 
 def paper001_differences(results: CampaignResults, options: dict) -> pd.DataFrame:
-    """Paper 001 Tables 2, 6, 7: metric of (method + NBC) minus metric of the method alone."""
+    """Paper 001 Tables 2, 6, 7: metric of (method + NBC) minus metric of the method alone; the
+    columns named in ``relative`` (Tables 6 and 7: Test Acc., printed there as "-7.7%") as the
+    relative change in percent, 100 (a - b) / b. (Table 2 prints Test Acc. as a difference; the
+    other rows of Tables 6 and 7 cannot be relative: Time_U+T falls by more than 100 there.)"""
     verifier = pick_verifier(results, options["verifier"])
     dataset = _pick_dataset(results, options["dataset"])
+    relative = set(options["relative"])
 
     def value(arch, pair, eps, column):
         combined, alone = (row_spec(s, transform=options["transform"]) for s in pair)
         a = cell_value(results, (dataset, arch, *combined), verifier, eps, column)
         b = cell_value(results, (dataset, arch, *alone), verifier, eps, column)
-        return None if a is None or b is None else a - b
-    return _eps_sweep(results, options, labelled(options["pairs"]), value)
+        if a is None or b is None:
+            return None
+        if column in relative:
+            return None if b == 0 else 100.0 * (a - b) / b
+        return a - b
+    frame = _eps_sweep(results, options, labelled(options["pairs"]), value)
+    names = {"sa": "Test Acc."} | {c: label for label, c in _paper001_rows(results, options)
+                                   if isinstance(c, str)}
+    if relative:
+        frame.attrs["notes"].append("relative change (%) of the method alone: "
+                                    + ", ".join(names.get(c, c) for c in sorted(relative)))
+    return frame
 
 
 def _metric_columns(results: CampaignResults, options: dict, with_count: bool) -> dict:
@@ -448,6 +461,21 @@ def paper002_table2(results: CampaignResults, options: dict) -> pd.DataFrame:
     return frame
 
 
+def paper002_table4(results: CampaignResults, options: dict) -> pd.DataFrame:
+    """Paper 002 Table 4: hidden neurons and weights (connections not zero) per network, from
+    the transform reports' ``sizes`` (scripts/transform.py)."""
+    dataset = _pick_dataset(results, options["dataset"])
+
+    def value(arch, train, transform, key):
+        report = results.reports.get((dataset, arch, train, transform)) or {}
+        return (report.get("sizes") or {}).get(key)
+    frame = _paper002_table(options, [("# HL Neurons", "hidden_neurons"),
+                                      ("# Weights", "nonzero_weights")], value)
+    frame.attrs["notes"] = [f"dataset {dataset}; before BN folding; # Weights counts the "
+                            "Linear/Conv weights that are not zero"]
+    return frame
+
+
 def paper002_table5(results: CampaignResults, options: dict) -> pd.DataFrame:
     """Paper 002 Table 5: instances solved within the timeout, per dataset and verifier."""
     datasets = labelled(options["datasets"] or results.datasets())
@@ -497,6 +525,7 @@ TABLES: dict[str, Callable[[CampaignResults, dict], pd.DataFrame]] = {
     "paper001_table11": paper001_table11,
     "paper002_table2": paper002_table2,
     "paper002_table3": paper002_table2,
+    "paper002_table4": paper002_table4,
     "paper002_table5": paper002_table5,
     "paper002_table6": paper002_table6,
 }
@@ -557,11 +586,13 @@ TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
                         "title": "Paper 001 Table 4: per eps, model and method"},
     "paper001_table5": {**_PAPER001, "methods": _PAPER001_METHODS,
                         "title": "Paper 001 Table 5: per eps, model and method"},
-    "paper001_table2": {**_PAPER001, "pairs": _PAPER001_PAIRS, "signed": True,
+    "paper001_table2": {**_PAPER001, "pairs": _PAPER001_PAIRS, "signed": True, "relative": [],
                         "title": "Paper 001 Table 2: method + NBC minus the method alone"},
     "paper001_table6": {**_PAPER001, "pairs": _PAPER001_PAIRS, "signed": True,
+                        "relative": ["sa"],
                         "title": "Paper 001 Table 6: method + NBC minus the method alone"},
     "paper001_table7": {**_PAPER001, "pairs": _PAPER001_PAIRS, "signed": True,
+                        "relative": ["sa"],
                         "title": "Paper 001 Table 7: method + NBC minus the method alone"},
     "paper001_table8": {**_PAPER001, "eps": "min", "title": "Paper 001 Table 8: close accuracy",
                         "methods": {"TRADES": "trades", "Madry": "madry", "RS": "relu_stable",
@@ -580,6 +611,8 @@ TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
                         "title": "Paper 002 Table 2: accuracy and FGSM robustness"},
     "paper002_table3": {**_PAPER002, "dataset": None, "decimals": 3, "signed": False,
                         "title": "Paper 002 Table 3: accuracy and FGSM robustness"},
+    "paper002_table4": {**_PAPER002, "dataset": None, "decimals": 0, "signed": False,
+                        "title": "Paper 002 Table 4: hidden neurons and weights"},
     "paper002_table5": {**_PAPER002, "datasets": None, "verifiers": None, "decimals": 0,
                         "signed": False,
                         "title": "Paper 002 Table 5: instances solved within the timeout"},
@@ -647,18 +680,41 @@ def campaign_provenance(results: CampaignResults) -> dict:
         "unstable_bound": verify.get("unstable_bound"),
         "timeouts_s": {v: results.timeout(v) for v in results.verifiers()},
         "images": verify.get("images"),
+        "image_selection": verify.get("image_selection", "first"),
+        "verifiers": {v: verifier_setting(verify, v) for v in results.verifiers()},
         "pgd": results.pgd_settings(),
         "time_definitions": {k: sorted(v) for k, v in metrics.TIME_DEFINITIONS.items()},
         "inputs": list(results.inputs),
     }
 
 
+def verifier_setting(verify: Mapping, verifier: str) -> dict:
+    """A verifier's bound method and falsifier as the campaign ran it: its entry's ``method`` and
+    ``pgd_steps`` x ``pgd_restarts`` (unset: vfbench.verify.base's defaults; 0 steps: off)."""
+    from vfbench.verify.base import COMMON_DEFAULTS
+
+    entry = (verify.get("verifiers") or {}).get(verifier) or {}
+    return {"method": entry.get("method", verifier),
+            "pgd_steps": entry.get("pgd_steps", COMMON_DEFAULTS["pgd_steps"]),
+            "pgd_restarts": entry.get("pgd_restarts", COMMON_DEFAULTS["pgd_restarts"])}
+
+
+def _falsifier_text(setting: Mapping) -> str:
+    if not setting["pgd_steps"]:
+        return "off"
+    return f"PGD {setting['pgd_steps']}x{setting['pgd_restarts']}"
+
+
 def provenance_line(prov: Mapping, notes: Sequence[str] = ()) -> str:
     timeouts = ", ".join(f"{v} {t:g} s" for v, t in prov["timeouts_s"].items() if t is not None)
     pgd = ", ".join(f"{p.get('steps')} steps x {p.get('restarts', 1)} restarts"
                     for p in prov["pgd"])
+    verifiers = ", ".join(f"{v} = {s['method']} bounds, falsifier {_falsifier_text(s)}"
+                          for v, s in prov.get("verifiers", {}).items())
     parts = [f"campaign {prov['campaign']}", f"config {prov['config_sha256']}",
              f"commit {prov['commit']}",
+             f"images: {prov.get('images')} ({prov.get('image_selection', 'first')})",
+             f"verifiers: {verifiers or MISSING}",
              f"UNR/Stable% from {prov['unstable_bound']} bounds",
              f"timeout {timeouts or MISSING}", f"PGD {pgd or MISSING}", *notes]
     return "; ".join(parts)

@@ -10,6 +10,9 @@ An entry (every key optional; the defaults are paper 002's natural training)::
     schedule: {name: plateau, factor: 0.1, patience: 3}
     early_stop_patience: null         # stop when the monitored loss has not improved for N epochs
     val_fraction: 0.0                 # held out of the training split; then val loss is monitored
+    keep_best: null                   # or {eps, steps, restarts}: PGD accuracy on the held-out
+                                      # split after every epoch; the phase ends with the weights
+                                      # of its best epoch (paper 000's reference code)
     augment: none                     # or crop_flip (4-pixel zero-pad random crop + h-flip)
     eps_ramp: {start_epoch: 0, epochs: 0}   # eps of attack/certified terms: 0 until start_epoch,
                                             # then linear to full over `epochs` (per batch)
@@ -77,6 +80,7 @@ ENTRY_DEFAULTS: dict = {
     "schedule": {"name": "plateau"},
     "early_stop_patience": None,
     "val_fraction": 0.0,
+    "keep_best": None,
     "augment": "none",
     "eps_ramp": {"start_epoch": 0, "epochs": 0},
     "phases": [],
@@ -174,6 +178,9 @@ def _resolve_single(entry: dict, where: str) -> dict:
     if e["augment"] not in AUGMENTATIONS:
         raise VfbenchError(f"{where}.augment: {e['augment']!r}; expected one of {AUGMENTATIONS}")
     patience = e["early_stop_patience"]
+    keep_best = e["keep_best"]
+    if keep_best is not None:
+        keep_best = _resolve_keep_best(f"{where}.keep_best", keep_best, fraction)
     return {
         "losses": weights,
         "loss_options": options,
@@ -184,10 +191,29 @@ def _resolve_single(entry: dict, where: str) -> dict:
         "early_stop_patience": None if patience is None else _number(
             f"{where}.early_stop_patience", patience, 1, integer=True),
         "val_fraction": fraction,
+        "keep_best": keep_best,
         "augment": e["augment"],
         "eps_ramp": {k: _number(f"{where}.eps_ramp.{k}", v, 0, integer=True)
                      for k, v in ramp.items()},
     }
+
+
+KEEP_BEST_DEFAULTS = {"eps": None, "steps": 10, "restarts": 1}
+
+
+def _resolve_keep_best(where: str, block, val_fraction: float) -> dict:
+    if not isinstance(block, dict):
+        raise VfbenchError(f"{where}: expected {{eps, steps, restarts}} or null, got {block!r}")
+    _check_keys(where, block, KEEP_BEST_DEFAULTS)
+    e = {**KEEP_BEST_DEFAULTS, **block}
+    if e["eps"] is None or not 0 < _number(f"{where}.eps", e["eps"]) < 1:
+        raise VfbenchError(f"{where}.eps: {e['eps']!r} must be a radius in (0, 1)")
+    if val_fraction <= 0:
+        raise VfbenchError(f"{where}: picks the best epoch on the held-out split; set "
+                           "val_fraction above 0")
+    return {"eps": float(e["eps"]),
+            "steps": _number(f"{where}.steps", e["steps"], 1, integer=True),
+            "restarts": _number(f"{where}.restarts", e["restarts"], 1, integer=True)}
 
 
 def resolve_train_entry(entry: dict | None) -> dict:
@@ -330,6 +356,7 @@ def _run_phase(model, settings, x_all, y_all, seed, phase, history, log, generat
     make_schedule, _ = SCHEDULES[settings["schedule"]["name"]]
     schedule = make_schedule(optimizer, settings["schedule"], settings["epochs"])
     best, since_best = math.inf, 0
+    best_robust, best_state, stopped = -1.0, None, False
     for epoch in range(settings["epochs"]):
         if on_epoch_start is not None:
             on_epoch_start(len(history))
@@ -345,6 +372,13 @@ def _run_phase(model, settings, x_all, y_all, seed, phase, history, log, generat
         if x_val is not None:
             row["val_loss"], row["val_acc"] = _clean_loss_and_accuracy(model, x_val, y_val)
             monitored = row["val_loss"]
+            if settings["keep_best"] is not None:
+                row["val_robust_acc"] = _robust_accuracy(model, x_val, y_val,
+                                                         settings["keep_best"], seed)
+                if row["val_robust_acc"] > best_robust:
+                    best_robust, best_state = row["val_robust_acc"], copy.deepcopy(
+                        model.state_dict())
+                    row["best"] = True
         history.append(row)
         log.write(history)
         if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -357,8 +391,21 @@ def _run_phase(model, settings, x_all, y_all, seed, phase, history, log, generat
             since_best += 1
         patience = settings["early_stop_patience"]
         if patience is not None and since_best >= patience:
-            return True
-    return False
+            stopped = True
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return stopped
+
+
+def _robust_accuracy(model, x, y, keep_best: dict, seed: int) -> float:
+    """PGD accuracy on the held-out split, the same random starts every epoch (its own
+    generator: the training's batches do not depend on whether keep_best is on)."""
+    from vfbench.metrics import pgd_accuracy
+
+    with eval_mode(model):
+        return pgd_accuracy(model, x, y, keep_best["eps"], keep_best["steps"],
+                            keep_best["restarts"], generator=torch.Generator().manual_seed(seed))
 
 
 def collapsed_to_chance(accuracy: float, num_classes: int) -> bool:
@@ -409,6 +456,10 @@ def train_model(model: nn.Module, dataset, entry: dict, device, seed: int,
     }
     if "val_acc" in last:
         metrics.update(val_loss=last["val_loss"], val_acc=last["val_acc"])
+    kept = [row["epoch"] for row in history if row.get("best")]
+    if kept:  # keep_best: the weights are those of the last best epoch of the last phase
+        metrics.update(best_epoch=kept[-1], best_val_robust_acc=max(
+            row["val_robust_acc"] for row in history if row["epoch"] == kept[-1]))
     metrics["collapsed"] = collapsed_to_chance(last["train_acc"], dataset.num_classes)
     if metrics["collapsed"]:
         warnings.warn(f"training ended at train accuracy {last['train_acc']:.3f}, about chance "

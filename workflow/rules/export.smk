@@ -40,15 +40,26 @@ rule export_onnx:
         " 2> {log}"
 
 
+def spec_models(wildcards):
+    """fgsm_agreement picks the images from every campaign model of the dataset (the variants
+    whose FGSM outcomes must agree), so the specs wait for them; the other selections need none."""
+    if config["verify"]["image_selection"] != "fgsm_agreement":
+        return []
+    return [f"{RESULTS}/models/{m.id}/folded.pt" for m in MODELS
+            if m.dataset == wildcards.dataset]
+
+
 rule make_specs:
     input:
         data=f"{RESULTS}/data/{{dataset}}.npz",
+        models=spec_models,
     output:
         vnnlib=directory(f"{RESULTS}/specs/{{dataset}}/eps{{eps}}/vnnlib"),
         images=f"{RESULTS}/specs/{{dataset}}/eps{{eps}}/images.csv",
     params:
         cmd=script("make_specs"),
         images=config["verify"]["images"],
+        selection=config["verify"]["image_selection"],
     conda:
         CONDA_ENV
     log:
@@ -57,7 +68,8 @@ rule make_specs:
         **rule_resources("make_specs"),
     shell:
         "{params.cmd} --data {input.data} --eps {wildcards.eps}"
-        " --images {params.images} --out-dir {output.vnnlib} --out-images {output.images}"
+        " --images {params.images} --selection {params.selection} --models {input.models}"
+        " --out-dir {output.vnnlib} --out-images {output.images}"
         " 2> {log}"
 
 

@@ -26,7 +26,7 @@ from vfbench.transforms.entries import (
 )
 from vfbench.transforms.finetune import base_train_entry, finetune_entry, graft_param_groups
 from vfbench.transforms.graft import GradualStages, choose, gradual_counts, install_grafts
-from vfbench.transforms.report import graft_sites, stats, totals
+from vfbench.transforms.report import graft_sites, stats, totals, weight_counts
 from vfbench.transforms.scores import SIGNIFICANCE, ScoreSet, compute_score
 from vfbench.transforms.selection import chunk_size, decay_gammas, masks_from_indices
 
@@ -176,12 +176,6 @@ def transform_activation_prune(model, ckpt, dataset, entry, device, scores=None
 
 # --- neuron and weight pruning (paper 002) ---------------------------------------------------
 
-def _weight_count(model) -> dict[str, int]:
-    layers = P.prunable_weights(model).values()
-    return {"weights": sum(m.weight.numel() for m in layers),
-            "nonzero_weights": sum(int((m.weight != 0).sum()) for m in layers)}
-
-
 def _pruning_finetune_entry(ckpt, entry, drop_losses=()) -> dict | None:
     base = base_train_entry(ckpt)
     epochs = base["epochs"] if entry["epochs"] is None else entry["epochs"]
@@ -210,7 +204,7 @@ def transform_neuron_prune(model, ckpt, dataset, entry, device, scores=None) -> 
                            "require_sparse_training: false")
     model = model.to(device).eval()
     before = {"parameters": count_parameters(model), "relus": count_relus(model),
-              **_weight_count(model), "accuracy": _test_accuracy(model, dataset, device)}
+              **weight_counts(model), "accuracy": _test_accuracy(model, dataset, device)}
     units = P.prunable_units(model)
     keep = P.select_bn_neurons(units, rho)
     layers = {u.name: {"n": u.bn.num_features, "n_pruned": int((~keep[u.name]).sum()),
@@ -224,7 +218,7 @@ def transform_neuron_prune(model, ckpt, dataset, entry, device, scores=None) -> 
     drop = () if entry["keep_sparse_bn"] else ("sparse_bn",)
     finetune = _finetune(model, dataset, _pruning_finetune_entry(ckpt, entry, drop), device, seed)
     after = {"parameters": count_parameters(model), "relus": count_relus(model),
-             **_weight_count(model), "accuracy": _test_accuracy(model, dataset, device)}
+             **weight_counts(model), "accuracy": _test_accuracy(model, dataset, device)}
     report = {"method": "neuron_prune", "entry": entry, "rho": rho, "lambda_base": lam,
               "layers": layers, "totals": totals(layers, "n_pruned"),
               "before": before, "after": after,
@@ -262,6 +256,6 @@ def transform_weight_prune(model, ckpt, dataset, entry, device, scores=None) -> 
               "totals": totals(layers, "zeroed"), "target_zeroed": int(
                   rho * sum(v.numel() for v in keep.values())),
               "accuracy": accuracy, "finetune": finetune, "parameters": count_parameters(model),
-              **_weight_count(model)}
+              **weight_counts(model)}
     return TransformResult(model.eval(), dict(ckpt["arch_kwargs"]), report)
 

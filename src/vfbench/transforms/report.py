@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vfbench.models import GraftedReLU, get_site, site_shapes
+from vfbench.models import GraftedReLU, count_relus, get_site, site_shapes
+from vfbench.transforms.prune import prunable_weights
 
 
 def stats(values) -> dict[str, float | None]:
@@ -43,3 +44,15 @@ def totals(per_site: dict[str, dict], count_key: str, size_key: str = "n") -> di
     n = sum(s[size_key] for s in per_site.values())
     k = sum(s[count_key] for s in per_site.values())
     return {size_key: n, count_key: k, "fraction": k / n if n else 0.0}
+
+
+def weight_counts(model) -> dict[str, int]:
+    """Connections: every Linear/Conv weight, and those not zero (pruned ones are zero)."""
+    layers = prunable_weights(model).values()
+    return {"weights": sum(m.weight.numel() for m in layers),
+            "nonzero_weights": sum(int((m.weight != 0).sum()) for m in layers)}
+
+
+def network_sizes(model) -> dict[str, int]:
+    """What paper 002 Table 4 lists: hidden (activation) neurons and connections."""
+    return {"hidden_neurons": count_relus(model), **weight_counts(model)}

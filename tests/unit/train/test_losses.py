@@ -18,6 +18,8 @@ from vfbench.losses import (
     linf_search,
     nbc_search,
     neuron_behaviour_consistency,
+    relu_stability_term,
+    relu_stable_loss,
     resolve_loss_options,
     uniform_in_ball,
 )
@@ -118,6 +120,35 @@ def test_relu_stable_l1_scales_convs_by_output_positions():
     kinds = [(type(layer).__name__, scale) for layer, scale in layers]
     # Xiao et al.: 14*14 * |W_conv1| + 7*7 * |W_conv2| + |W_fc1|; the output layer is left out
     assert kinds == [("Conv2d", 196), ("Conv2d", 49), ("Linear", 1)]
+
+
+def test_relu_stability_term_matches_a_hand_computation():
+    # one sample, a conv layer of 2 channels on 1x2 positions: lo*hi = 0 everywhere except
+    # channel 0 at position 1, where lo*hi = -1 (tanh(0) = 0)
+    lo = torch.tensor([[[[0.0, -1.0]], [[0.0, 0.0]]]])
+    hi = torch.tensor([[[[1.0, 1.0]], [[2.0, 3.0]]]])
+    t1 = float(torch.tanh(torch.tensor(1.0)))
+    # the reference: sum over channels per position (2 t1 and t1), mean over the 2 positions
+    assert float(relu_stability_term(lo, hi)) == pytest.approx(-(2 * t1 + t1) / 2)
+    # a dense layer of 3 neurons, two samples: sum over neurons, mean over the batch
+    lo, hi = torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, 0.0]]), torch.ones(2, 3)
+    assert float(relu_stability_term(lo, hi)) == pytest.approx(-(2 * t1 + 3 * t1) / 2)
+
+
+def test_relu_stable_loss_normalises_conv_layers_as_the_reference():
+    """RS of Xiao et al.'s MNIST net (conv 14x14, conv 7x7, dense) against the reference's
+    formula on NHWC tensors: -mean over (batch, H, W) of the sum over channels of tanh(1+l*u)."""
+    model = _zoo("relu_stable").eval()
+    x = torch.rand(3, 1, 28, 28)
+    got = relu_stable_loss(Batch(model, x, torch.zeros(3, dtype=torch.long)),
+                           {"eps": 0.05, "rs_weight": 1.0, "l1_weight": 0.0})
+    want = 0.0
+    for lo, hi in interval_bounds(model, x, 0.05):
+        values = torch.tanh(1.0 + lo * hi)
+        if values.dim() == 4:
+            values = values.permute(0, 2, 3, 1)  # NCHW -> NHWC, as the reference's TensorFlow
+        want -= float(values.sum(dim=-1).mean())
+    assert float(got) == pytest.approx(want, rel=1e-5)
 
 
 def test_certified_lower_bounds_are_below_the_margins_of_sampled_points():

@@ -158,3 +158,37 @@ def test_a_run_that_ends_at_chance_is_flagged_as_collapsed(dataset, make_model):
     assert result["metrics"]["collapsed"] is True
     healthy = train_model(make_model(), dataset, {**SHORT, "epochs": 3}, "cpu", seed=0)
     assert healthy["metrics"]["collapsed"] is False and healthy["metrics"]["train_acc"] > 0.5
+
+
+def test_keep_best_restores_the_epoch_with_the_best_validation_robust_accuracy(dataset,
+                                                                                make_model):
+    from vfbench.train import _robust_accuracy, _split
+
+    model = make_model()
+    keep_best = {"eps": 0.05, "steps": 3}
+
+    def sabotage(epoch):  # the last epoch starts from scrambled weights: it cannot be the best
+        if epoch == 3:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(torch.randn_like(p) * 3)
+    result = train_model(model, dataset, {**SHORT, "epochs": 4, "val_fraction": 0.25,
+                                          "keep_best": keep_best}, "cpu", seed=0,
+                         on_epoch_start=sabotage)
+    scores = [row["val_robust_acc"] for row in result["history"]]
+    best = max(scores)
+    assert scores[-1] < best
+    x, y = dataset.tensors("train")
+    _, _, x_val, y_val = _split(x, y, 0.25, 0)
+    resolved = {"eps": 0.05, "steps": 3, "restarts": 1}
+    assert _robust_accuracy(model, x_val, y_val, resolved, 0) == pytest.approx(best)
+    assert result["metrics"]["best_epoch"] == 1 + scores.index(best)
+
+
+def test_keep_best_needs_a_validation_split_and_a_radius():
+    with pytest.raises(VfbenchError, match="set val_fraction above 0"):
+        resolve_train_entry({"keep_best": {"eps": 0.1}})
+    with pytest.raises(VfbenchError, match=r"keep_best.eps: None must be a radius"):
+        resolve_train_entry({"keep_best": {}, "val_fraction": 0.1})
+    entry = resolve_train_entry({"keep_best": {"eps": 0.1, "restarts": 2}, "val_fraction": 0.1})
+    assert entry["keep_best"] == {"eps": 0.1, "steps": 10, "restarts": 2}
