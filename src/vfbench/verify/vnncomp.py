@@ -31,18 +31,12 @@ import torch
 from vfbench.errors import VfbenchError
 from vfbench.export import vnnlib_text
 from vfbench.verify.base import Decision, Verifier
+from vfbench.verify.options import VNNCOMP_OPTIONS, defaults_of
 
 SCRIPTS = ("prepare_instance.sh", "run_instance.sh")
 RESULTS = {"unsat": "verified", "sat": "falsified", "timeout": "timeout", "unknown": "unknown"}
-# tool: the folder with the scripts; category: the benchmark name passed to them;
-# prepare_timeout_s: limit on prepare_instance.sh; grace_s: how long run_instance.sh may overrun
-# the image's timeout before it is killed (tools take a while to write their result).
-VNNCOMP_DEFAULTS: dict[str, Any] = {
-    "tool": None,
-    "category": "vfbench",
-    "prepare_timeout_s": 600,
-    "grace_s": 15,
-}
+# Options and their defaults: vfbench.verify.options.VNNCOMP_OPTIONS (checked at start-up).
+VNNCOMP_DEFAULTS: dict[str, Any] = defaults_of(VNNCOMP_OPTIONS)
 
 _ASSIGNMENT = re.compile(r"\(\s*([XY])_(\d+)\s+([^\s()]+)\s*\)")
 
@@ -86,13 +80,10 @@ def parse_result(text: str, input_size: int, where: str = "result file") -> Tool
 class VnnCompVerifier(Verifier):
     """An external tool through its VNN-COMP scripts (options: VNNCOMP_DEFAULTS)."""
 
-    DEFAULTS = dict(VNNCOMP_DEFAULTS)
+    OPTIONS = VNNCOMP_OPTIONS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not self.options["tool"]:
-            raise VfbenchError(f"verifier {self.name}: option 'tool' (the folder with "
-                               f"{' and '.join(SCRIPTS)}) is required")
         self.tool = Path(self.options["tool"]).expanduser().resolve()
         for script in SCRIPTS:
             path = self.tool / script
