@@ -210,7 +210,7 @@ def load_results(config: Mapping, *, verify: Pairs = (), evals: Pairs = (), trai
     return results
 
 
-# Where each input sits in results/{campaign}/ (DESIGN's paths): the folder that anchors it, how
+# Where each input sits in results/{campaign}/ (docs/design.md): the folder that anchors it, how
 # many path parts after the anchor name the model, and the folder between those and the file
 # ("*": any name, e.g. the verifier's).
 _LAYOUT = {
