@@ -73,8 +73,11 @@ COMMON_OPTIONS: dict[str, Option] = {
                         minimum=0, integer=True),
     "pgd_restarts": Option(5, "PGD random restarts", minimum=0, integer=True),
     "pgd_step_size": Option(None, "PGD step size (null: eps/4)"),
-    "seed": Option(0, "seed of the PGD random starts (with the image's bytes)"),
-    "unstable_bound": Option("crown", "bound method behind n_unstable / UNR", BOUND_METHODS),
+    "seed": Option(0, "seed of the PGD random starts (with the image's bytes); in a campaign, "
+                      "the campaign's seed unless the entry sets one"),
+    "unstable_bound": Option("crown", "bound method behind n_unstable / UNR; in a campaign, "
+                                      "verify.unstable_bound (an entry cannot set it)",
+                             BOUND_METHODS),
     "conv_mode": Option("patches", "auto_LiRPA's convolution mode", CONV_MODES),
     "batch_size": Option(1, "images per bound call", minimum=1, integer=True),
 }
