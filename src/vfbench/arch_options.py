@@ -48,5 +48,5 @@ def check_arch_options(arch: str, options: dict | None) -> None:
                 isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
             allowed = "a non-empty list of widths (integers >= 1)"
         if not ok:
-            raise VfbenchError(f"arch_options of {arch}: option {name}={value!r}; allowed: "
+            raise VfbenchError(f"arch_options of {arch}: option {name!r} = {value!r}; allowed: "
                                f"{allowed}")

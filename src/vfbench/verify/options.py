@@ -180,7 +180,7 @@ def resolve_options(declared: dict[str, Option], options: dict | None, where: st
     resolved = {**defaults_of(declared), **options}
     for name, option in declared.items():
         if not option.check(resolved[name]):
-            raise VfbenchError(f"{where}: option {name}={resolved[name]!r}; allowed: "
+            raise VfbenchError(f"{where}: option {name!r} = {resolved[name]!r}; allowed: "
                                f"{option.allowed()}")
     return resolved
 

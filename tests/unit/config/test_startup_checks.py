@@ -41,12 +41,13 @@ def dry_run(tmp_path: Path, config: dict, *flags: str) -> subprocess.CompletedPr
 # verifier entry -> what the message must say (entry, option, allowed values)
 LATE_FAILING = {
     "bab_fsb": ({"method": "bab", "branching": "fsb"},
-                r"verify\.verifiers\.bad: .*branching='fsb'; allowed: one of \['babsr', "
+                r"verify\.verifiers\.bad: .*'branching' = 'fsb'; allowed: one of \['babsr', "
                 r"'width'\]"),
     "bab_domain_batch_0": ({"method": "bab", "domain_batch": 0},
-                           r"verify\.verifiers\.bad: .*domain_batch=0; allowed: an integer >= 1"),
+                           r"verify\.verifiers\.bad: .*'domain_batch' = 0; allowed: an "
+                           r"integer >= 1"),
     "vnncomp_without_tool": ({"method": "vnncomp"},
-                             r"verify\.verifiers\.bad: .*tool=None; allowed: a value"),
+                             r"verify\.verifiers\.bad: .*'tool' = None; allowed: a value"),
 }
 
 
@@ -86,15 +87,15 @@ def test_a_typo_in_arch_options_stops_the_dry_run(tmp_path):
     (lambda c: c.update(plots={"p": {"layout": "time_threshold", "pointz": 3}}),
      r"plots\.p: unknown options \['pointz'\] for layout 'time_threshold'"),
     (lambda c: c["verify"]["verifiers"].update(m={"method": "milp", "solver": "gurobi"}),
-     r"verify\.verifiers\.m: .*solver='gurobi'; allowed: one of \['cbc', 'highs'\]"),
+     r"verify\.verifiers\.m: .*'solver' = 'gurobi'; allowed: one of \['cbc', 'highs'\]"),
     (lambda c: c["verify"]["verifiers"].update(a={"method": "alpha_crown", "iterations": 2.5}),
-     r"verify\.verifiers\.a: .*iterations=2\.5; allowed: an integer >= 1"),
+     r"verify\.verifiers\.a: .*'iterations' = 2\.5; allowed: an integer >= 1"),
     (lambda c: c["verify"]["verifiers"].update(c={"method": "crown", "unstable_bound": "ibp"}),
      r"verify\.verifiers\.c: unstable_bound is the campaign's"),
     (lambda c: c["verify"]["verifiers"].update(c={"method": "crown", "only_arch": ["nett1"]}),
      r"verify\.verifiers\.c: only_arch: unknown arch 'nett1'"),
     (lambda c: c["models"][0].update(arch_options={"batchnorm": "yes"}),
-     r"models\[0\]: arch_options of net1: option batchnorm='yes'; allowed: true or false"),
+     r"models\[0\]: arch_options of net1: option 'batchnorm' = 'yes'; allowed: true or false"),
 ])
 def test_every_entry_is_checked_at_start_up(mutate, message):
     config = small_campaign()
