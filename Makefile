@@ -28,7 +28,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check src scripts tests benchmarks
-	$(BIN)/snakemake --lint
+	$(BIN)/python -m pytest -q tests/unit/config/test_snakemake_lint.py
 
 dry-run: venv
 	$(BIN)/snakemake -n --quiet

@@ -20,7 +20,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
-    arch=r"[A-Za-z0-9_]+",
+    arch=r"[A-Za-z0-9_]+(-[0-9a-f]{8})?",  # zoo name [-hash of arch_options]
     train=r"[A-Za-z0-9_.+-]+",
     transform=r"[A-Za-z0-9_.+-]+",
     verifier=r"[A-Za-z0-9_-]+",

@@ -10,7 +10,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True, help="folded checkpoint .pt")
     p.add_argument("--data", required=True, help="dataset .npz (test images for the check)")
-    p.add_argument("--settings-json", type=json_arg, default={}, help="config `export` block")
+    p.add_argument("--settings-json", type=json_arg, required=True,
+                   help="the config's `export` block, defaults filled in (opset, tolerance)")
     p.add_argument("--check-images", type=int, default=256)
     p.add_argument("--out", required=True, help=".onnx")
     p.add_argument("--out-check", required=True, help=".json with the check figures")
@@ -22,7 +23,7 @@ def main() -> None:
 
     model, ckpt = load_checkpoint(args.model)
     x, _ = load_dataset(args.data).tensors("test", limit=args.check_images)
-    settings = {"opset": 17, "tolerance": 1e-5, **args.settings_json}
+    settings = args.settings_json
     check = export_onnx(model, args.out, x, opset=settings["opset"],
                         tolerance=settings["tolerance"],
                         metadata={"arch": ckpt["arch"], "config": ckpt["config"]})

@@ -27,7 +27,8 @@ def main() -> None:
     from vfbench.data import load_dataset
     from vfbench.io import load_checkpoint
     from vfbench.runtime import describe_device
-    from vfbench.transforms.scores import compute_score, parse_score_id, save_scores
+    from vfbench.transforms.score_specs import parse_score_id
+    from vfbench.transforms.scores import compute_score, save_scores
 
     device = setup_compute(args)
     spec = parse_score_id(args.score)

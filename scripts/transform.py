@@ -25,7 +25,8 @@ def main() -> None:
     from vfbench.data import load_dataset
     from vfbench.io import load_checkpoint, save_checkpoint, write_json
     from vfbench.models import count_parameters, count_relus
-    from vfbench.transforms import TRANSFORMS, needs_scores, resolve_transform_entry
+    from vfbench.transforms import needs_scores, resolve_transform_entry
+    from vfbench.transforms.methods import TRANSFORMS
     from vfbench.transforms.report import network_sizes
     from vfbench.transforms.scores import load_scores
 

@@ -16,9 +16,9 @@ def main() -> None:
                    help="rows [START, STOP) of images.csv form this shard")
     p.add_argument("--eps", type=float, required=True)
     p.add_argument("--verifier", required=True, help="the config's short name of the verifier")
-    p.add_argument("--entry-json", type=json_arg, required=True, help="its config entry")
+    p.add_argument("--entry-json", type=json_arg, required=True,
+                   help="its method and options, resolved (vfbench.config.VerifierSpec.entry)")
     p.add_argument("--timeout", type=float, required=True, help="seconds per image")
-    p.add_argument("--unstable-bound", default="crown", help="bound method behind n_unstable")
     p.add_argument("--out", required=True, help="shard .jsonl (written when all images are done)")
     add_compute_args(p)
     args = p.parse_args()
@@ -34,12 +34,10 @@ def main() -> None:
     if not 0 <= start < stop <= len(rows):
         raise VfbenchError(f"--positions {start} {stop}: {args.images} has {len(rows)} images")
     instances = instances_from_dataset(args.data, [r["image"] for r in rows[start:stop]])
-    entry = {k: v for k, v in args.entry_json.items() if k != "only_arch"}
-    entry = {"unstable_bound": args.unstable_bound, "seed": args.seed, **entry}
-    journal = shard_journal(args.out, onnx_path=args.onnx, entry=entry, eps=args.eps,
+    journal = shard_journal(args.out, onnx_path=args.onnx, entry=args.entry_json, eps=args.eps,
                             timeout_s=args.timeout, instances=instances)
-    records = verify_shard(args.onnx, instances, args.eps, args.verifier, entry, args.timeout,
-                           journal, device=device)
+    records = verify_shard(args.onnx, instances, args.eps, args.verifier, args.entry_json,
+                           args.timeout, journal, device=device)
     write_jsonl(args.out, records)
     journal.unlink()
 

@@ -158,8 +158,27 @@ def add_benchmark_report_parser(subparsers) -> None:
     parser.set_defaults(handler=benchmark_report_command)
 
 
+def options_command(args: argparse.Namespace) -> None:
+    from vfbench.options_listing import format_options
+
+    print(format_options(args.name))
+
+
+def add_options_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "options",
+        help="print every method's options with their defaults (and allowed values, help)",
+        description="Print what a campaign entry may set: each verifier method's options with "
+        "default, allowed values and help, and the options with defaults of every loss, "
+        "transform, architecture, table and plot layout.",
+    )
+    parser.add_argument("name", nargs="?",
+                        help="only this method / loss / transform / arch / layout (e.g. bab)")
+    parser.set_defaults(handler=options_command)
+
+
 # Subcommand name -> function adding its parser.
-COMMANDS = {"plan": add_plan_parser, "verify": add_verify_parser,
+COMMANDS = {"plan": add_plan_parser, "options": add_options_parser, "verify": add_verify_parser,
             "verify-benchmark": add_verify_benchmark_parser,
             "benchmark-report": add_benchmark_report_parser}
 

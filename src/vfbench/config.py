@@ -2,7 +2,11 @@
 against the registries, and expansion into the list of models and verification jobs.
 
 The Snakefile, `vfbench plan` and the tests all go through :func:`load_config` /
-:func:`validate_config`, so a config means the same thing everywhere.
+:func:`validate_config`, so a config means the same thing everywhere. This module and every
+check it runs are light (no torch, scipy, pandas or matplotlib): each registry's names, option
+defaults and option checks live in a light module of their own (``vfbench.arch_options``,
+``vfbench.train_entry``, ``vfbench.transforms.entries``, ``vfbench.verify.options``,
+``vfbench.report_entries``), so reading the DAG costs no torch import.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import yaml
 
 from vfbench.errors import VfbenchError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package (package data), so `vfbench plan` works from any install.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 @dataclass(frozen=True)
@@ -26,15 +31,45 @@ class ModelSpec:
     """One model of a campaign: the path parts that identify it, plus what varies per model."""
 
     dataset: str
-    arch: str
+    arch: str  # the zoo name (vfbench.models.MODELS)
     train: str
     transform: str
     eps: tuple[float, ...]
     arch_options: tuple[tuple[str, Any], ...] = ()
 
     @property
+    def arch_part(self) -> str:
+        """The ``{arch}`` path part: the zoo name, followed by a hash of the options when the
+        entry sets ``arch_options`` (two models differing only in them are two networks)."""
+        if not self.arch_options:
+            return self.arch
+        return f"{self.arch}-{config_hash(dict(self.arch_options))[:8]}"
+
+    @property
+    def base_id(self) -> str:
+        """``dataset/arch/train``: the base network this model is made from."""
+        return f"{self.dataset}/{self.arch_part}/{self.train}"
+
+    @property
     def id(self) -> str:
-        return f"{self.dataset}/{self.arch}/{self.train}/{self.transform}"
+        return f"{self.base_id}/{self.transform}"
+
+
+@dataclass(frozen=True)
+class VerifierSpec:
+    """One verifier of a campaign, resolved once: every option of its method filled in (the
+    campaign's ``seed`` and ``unstable_bound`` included), its timeout and architectures."""
+
+    name: str
+    method: str
+    options: dict
+    timeout_s: float
+    only_arch: tuple[str, ...] = ()
+
+    @property
+    def entry(self) -> dict:
+        """What a verification job receives: the method with its resolved options."""
+        return {"method": self.method, **self.options}
 
 
 def _as_list(value) -> list:
@@ -94,16 +129,14 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 
 def check_campaign(config: dict, source: str = "config") -> None:
-    """Every name a campaign uses must exist: datasets, architectures, train/transform entries,
-    losses, transformation methods, verifiers, table layouts. Each registry checks its own options.
-    """
+    """Every name a campaign uses must exist: datasets, architectures and their options,
+    train/transform entries, losses, transformation methods, verifiers and their options, table
+    and figure layouts. Each registry checks its own options (light modules, no torch)."""
+    from vfbench.arch_options import check_arch_options
     from vfbench.data import check_data_entry
-    from vfbench.models import MODELS
-    from vfbench.plots import check_plot_entry
-    from vfbench.tables import check_table_entry
-    from vfbench.train import resolve_train_entry
+    from vfbench.report_entries import check_plot_entry, check_table_entry
+    from vfbench.train_entry import resolve_train_entry
     from vfbench.transforms import resolve_transform_entry
-    from vfbench.verify.verifiers import resolve_verifier_entry
 
     def fail(where: str, message: str) -> None:
         raise VfbenchError(f"{source}: {where}: {message}")
@@ -114,8 +147,8 @@ def check_campaign(config: dict, source: str = "config") -> None:
         _wrap(fail, f"train.{name}", resolve_train_entry, entry)
     for name, entry in config["transform"].items():
         _wrap(fail, f"transform.{name}", resolve_transform_entry, entry)
-    for name, entry in config["verify"]["verifiers"].items():
-        _wrap(fail, f"verify.verifiers.{name}", resolve_verifier_entry, entry)
+    for name in config["verify"]["verifiers"]:
+        _wrap(fail, f"verify.verifiers.{name}", verifier_spec, config, name)
     for name, entry in config["tables"].items():
         _wrap(fail, f"tables.{name}", check_table_entry, name, entry)
     for name, entry in config["plots"].items():
@@ -127,17 +160,12 @@ def check_campaign(config: dict, source: str = "config") -> None:
             fail(where, f"unknown dataset {item['dataset']!r}; the config's data block has "
                         f"{sorted(config['data'])}")
         for arch in _as_list(item["arch"]):
-            if arch not in MODELS:
-                fail(where, f"unknown arch {arch!r}; known: {sorted(MODELS)}")
+            _wrap(fail, where, check_arch_options, arch, item.get("arch_options"))
         for key, block in (("train", "train"), ("transform", "transform")):
             for short in _as_list(item.get(key, ["none"])):
                 if short not in config[block]:
                     fail(where, f"unknown {key} {short!r}; the config's {block} block has "
                                 f"{sorted(config[block])}")
-    for name, entry in config["verify"]["verifiers"].items():
-        for arch in entry.get("only_arch", []):
-            if arch not in MODELS:
-                fail(f"verify.verifiers.{name}.only_arch", f"unknown arch {arch!r}")
 
 
 def _wrap(fail, where, fn, *args):
@@ -173,6 +201,32 @@ def shard_bounds(config: dict, shard: int) -> tuple[int, int]:
     """[start, stop) positions, in the campaign's image list, of one shard."""
     size = config["verify"]["shard_size"]
     return shard * size, min((shard + 1) * size, config["verify"]["images"])
+
+
+def verifier_spec(config: dict, name: str) -> VerifierSpec:
+    """The resolved verifier ``name`` of a schema-validated config: its method's options with
+    their defaults (the campaign's ``seed``; ``verify.unstable_bound``, which an entry may not
+    set: UNR and Stable% come from one bound method per campaign), its ``timeout`` (default:
+    ``verify.timeout_s``) and ``only_arch``. A VfbenchError names the bad option."""
+    from vfbench.arch_options import ARCH_OPTIONS
+    from vfbench.verify.options import resolve_verifier_entry
+
+    verify = config["verify"]
+    entry = verify["verifiers"][name]
+    if "unstable_bound" in entry:
+        raise VfbenchError("unstable_bound is the campaign's (verify.unstable_bound: one bound "
+                           "method behind every UNR / Stable%), not a verifier's option")
+    for arch in entry.get("only_arch", []):
+        if arch not in ARCH_OPTIONS:
+            raise VfbenchError(f"only_arch: unknown arch {arch!r}; known: {sorted(ARCH_OPTIONS)}")
+    method, options = resolve_verifier_entry(
+        {"seed": config["seed"], **entry, "unstable_bound": verify["unstable_bound"]})
+    return VerifierSpec(name, method, options, float(entry.get("timeout", verify["timeout_s"])),
+                        tuple(entry.get("only_arch", [])))
+
+
+def verifier_specs(config: dict) -> dict[str, VerifierSpec]:
+    return {name: verifier_spec(config, name) for name in config["verify"]["verifiers"]}
 
 
 def verifiers_for(config: dict, arch: str) -> list[str]:

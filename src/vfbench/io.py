@@ -105,7 +105,7 @@ def provenance() -> dict[str, Any]:
 
 def save_checkpoint(path: str | os.PathLike, *, model, arch: str, arch_kwargs: dict,
                     config: dict, metrics: dict, extra: dict | None = None) -> None:
-    """Save a model checkpoint as DESIGN fixes it: loading it never needs the config file.
+    """Save a model checkpoint as docs/design.md fixes it: loading it never needs the config file.
 
     ``config`` holds the resolved config of every step so far (``{"data": ..., "train": ...}``).
     """

@@ -1,8 +1,8 @@
 """Training losses: a registry of terms that a training entry sums with weights.
 
 ``losses: {natural: 1.0, nbc: 1.0}`` trains on ``1.0 * natural + 1.0 * nbc``; per-term options go
-in ``loss_options: {nbc: {eps: 0.1}}`` and are checked against the term's ``defaults`` (an
-unknown option is an error). Two kinds of term:
+in ``loss_options: {nbc: {eps: 0.1}}`` and are checked against the term's declaration in
+``vfbench.loss_options`` (an unknown option is an error). Two kinds of term:
 
 * **data** terms are a whole classification objective each: ``natural`` (cross-entropy),
   ``pgd`` (Madry et al.), ``trades`` (Zhang et al., its CE included), ``fat_gradalign``
@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -118,15 +118,11 @@ class Batch:
 
 @dataclass(frozen=True)
 class LossTerm:
-    """A registry entry: ``fn(batch, options) -> scalar``; ``kind`` 'data' or 'regulariser';
-    ``defaults`` lists every option (the papers' values); ``choices`` restricts string options;
-    ``prepare(model, x)``, if any, runs before the batch's first forward (idempotent)."""
+    """A registry entry: ``fn(batch, options) -> scalar``, its options declared in
+    ``vfbench.loss_options.LOSS_OPTIONS`` (kind, defaults, choices); ``prepare(model, x)``, if
+    any, runs before the batch's first forward (idempotent)."""
 
     fn: Callable[[Batch, dict], torch.Tensor]
-    kind: str
-    defaults: dict = field(default_factory=dict)
-    choices: dict = field(default_factory=dict)
-    reference: str = ""
     prepare: Callable[[nn.Module, torch.Tensor], object] | None = None
 
 
@@ -468,59 +464,16 @@ def sparse_bn_loss(batch: Batch, opts: dict) -> torch.Tensor:
 
 # --- the registry ----------------------------------------------------------------------------
 
-_ATTACK = {"eps": 0.1, "steps": 10, "step_ratio": 0.1}  # paper 001: 10 steps of eps/10
-
 LOSSES: dict[str, LossTerm] = {
-    "natural": LossTerm(natural_loss, "data", reference="cross-entropy"),
-    "pgd": LossTerm(pgd_loss, "data", dict(_ATTACK), reference="Madry et al. 2018"),
-    "trades": LossTerm(trades_loss, "data", {**_ATTACK, "beta": 6.0},
-                       reference="Zhang et al. 2019"),
-    "fat_gradalign": LossTerm(fat_gradalign_loss, "data",
-                              {"eps": 2 / 255, "alpha_ratio": 1.25, "gradalign_lambda": 0.2},
-                              reference="paper 000; Wong et al. 2020; Andriushchenko 2020"),
-    "crown_ibp": LossTerm(crown_ibp_loss, "data",
-                          {"eps": 0.1, "beta_start": 1.0, "beta_end": 0.0,
-                           "kappa_start": 1.0, "kappa_end": 0.0},
-                          reference="Zhang et al. 2020", prepare=_bounded_for_training),
-    "nbc": LossTerm(nbc_loss, "regulariser",
-                    {**_ATTACK, "step": "gradient", "layer_weights": "pow2_rank"},
-                    {"step": ("gradient", "sign"),
-                     "layer_weights": ("pow2_rank", "one", "rank_size")},
-                    reference="paper 001 Algorithms 1-2"),
-    "relu_stable": LossTerm(relu_stable_loss, "regulariser",
-                            {"eps": 0.1, "rs_weight": 1e-4, "l1_weight": 2e-5},
-                            reference="Xiao et al. 2019 (MadryLab/relu_stable config.json)"),
-    "sparse_bn": LossTerm(sparse_bn_loss, "regulariser",
-                          reference="paper 002 Algorithm 1"),
+    "natural": LossTerm(natural_loss),
+    "pgd": LossTerm(pgd_loss),
+    "trades": LossTerm(trades_loss),
+    "fat_gradalign": LossTerm(fat_gradalign_loss),
+    "crown_ibp": LossTerm(crown_ibp_loss, prepare=_bounded_for_training),
+    "nbc": LossTerm(nbc_loss),
+    "relu_stable": LossTerm(relu_stable_loss),
+    "sparse_bn": LossTerm(sparse_bn_loss),
 }
-
-
-def resolve_loss_options(name: str, options: dict | None) -> dict:
-    """The term's defaults updated with ``options``; unknown terms or options, wrong types and
-    values outside a term's choices are VfbenchErrors naming them."""
-    if name not in LOSSES:
-        raise VfbenchError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
-    term = LOSSES[name]
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(term.defaults))
-    if unknown:
-        raise VfbenchError(f"loss {name!r}: unknown options {unknown}; "
-                           f"allowed (with defaults): {term.defaults}")
-    for key, value in options.items():
-        default = term.defaults[key]
-        if isinstance(default, str):
-            if value not in term.choices.get(key, (default,)):
-                raise VfbenchError(f"loss {name!r}: option {key}={value!r}; expected one of "
-                                   f"{term.choices.get(key, (default,))}")
-        elif isinstance(default, int | float) and (
-                isinstance(value, bool) or not isinstance(value, int | float)):
-            raise VfbenchError(f"loss {name!r}: option {key}={value!r} must be a number")
-        elif isinstance(default, int | float) and value < 0:
-            raise VfbenchError(f"loss {name!r}: option {key}={value!r} must not be negative")
-    resolved = {**term.defaults, **options}
-    if "steps" in resolved:
-        resolved["steps"] = int(resolved["steps"])
-    return resolved
 
 
 def total_loss(batch: Batch, weights: dict[str, float], options: dict[str, dict]

@@ -12,16 +12,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from vfbench.config import expand_models, format_eps, n_shards, shard_bounds, verifiers_for
+from vfbench.config import (
+    expand_models,
+    format_eps,
+    n_shards,
+    shard_bounds,
+    verifier_specs,
+    verifiers_for,
+)
 
 TABLE_FORMATS = ("csv", "md", "tex")
 
 
-def shard_runtime_minutes(config: dict, shard: int) -> int:
-    """Wall time a verification shard asks the scheduler for: every image may run to its timeout
-    (plus 50% and 5 s of PGD and bookkeeping each), plus 2 minutes of start-up."""
+def shard_runtime_minutes(config: dict, shard: int, timeout_s: float) -> int:
+    """Wall time a verification shard asks the scheduler for: every image may run to its
+    verifier's ``timeout_s`` (plus 50% and 5 s of PGD and bookkeeping each), plus 2 minutes of
+    start-up."""
     start, stop = shard_bounds(config, shard)
-    seconds = (stop - start) * (config["verify"]["timeout_s"] * 1.5 + 5) + 120
+    seconds = (stop - start) * (timeout_s * 1.5 + 5) + 120
     return max(5, math.ceil(seconds / 60))
 
 
@@ -33,7 +41,8 @@ class Plan:
     images: int  # images verified per (model, eps, verifier)
     shards: int  # shards per (model, eps, verifier)
     verify_runs: int  # (model, eps, verifier) combinations
-    timeout_s: float
+    timeouts_s: dict[str, float]  # verifier -> seconds per image
+    run_timeouts_s: list[float] = field(default_factory=list)  # per (model, eps, verifier) run
     jobs: dict[str, int] = field(default_factory=dict)  # rule -> jobs, in DAG order
     shard_minutes: int = 0  # runtime requested by all verification shards together
     outputs: dict[str, list[str]] = field(default_factory=dict)  # kind -> paths
@@ -44,15 +53,14 @@ class Plan:
 
     @property
     def gpu_hours_bound(self) -> float:
-        """Every image of every (model, eps, verifier) running to its timeout: images x timeout x
-        verifiers. A bound, not an estimate: verified and falsified images end early."""
-        return self.verify_runs * self.images * self.timeout_s / 3600
+        """Every image of every (model, eps, verifier) running to its verifier's timeout. A bound,
+        not an estimate: verified and falsified images end early."""
+        return self.images * sum(self.run_timeouts_s) / 3600
 
 
 def make_plan(config: dict) -> Plan:
     """The plan of a validated config (`vfbench.config.load_config` / `validate_config`)."""
-    from vfbench.plots import plot_entries
-    from vfbench.tables import table_entries
+    from vfbench.report_entries import plot_entries, table_entries
     from vfbench.transforms import needs_scores, resolve_transform_entry
 
     results = f"{config['results_dir']}/{config['campaign']}"
@@ -64,17 +72,15 @@ def make_plan(config: dict) -> Plan:
     }
 
     datasets = dict.fromkeys(m.dataset for m in models)
-    bases = dict.fromkeys((m.dataset, m.arch, m.train) for m in models)
+    bases = dict.fromkeys(m.base_id for m in models)
     scores = dict.fromkeys(
-        (m.dataset, m.arch, m.train, key) for m in models for key in score_keys[m.transform]
+        (m.base_id, key) for m in models for key in score_keys[m.transform]
     )
     specs = dict.fromkeys((m.dataset, format_eps(e)) for m in models for e in m.eps)
-    merged = [
-        f"{results}/verify/{m.id}/{v}/eps{format_eps(e)}.parquet"
-        for m in models
-        for v in verifiers_for(config, m.arch)
-        for e in m.eps
-    ]
+    verifiers = verifier_specs(config)
+    runs = [(m, verifiers[v], e) for m in models for v in verifiers_for(config, m.arch)
+            for e in m.eps]
+    merged = [f"{results}/verify/{m.id}/{v.name}/eps{format_eps(e)}.parquet" for m, v, e in runs]
     tables = [f"{results}/tables/{name}.{ext}"
               for name in table_entries(config) for ext in TABLE_FORMATS]
     plots = [f"{results}/plots/{name}.png" for name in plot_entries(config)]
@@ -87,7 +93,8 @@ def make_plan(config: dict) -> Plan:
         images=config["verify"]["images"],
         shards=shards,
         verify_runs=len(merged),
-        timeout_s=config["verify"]["timeout_s"],
+        timeouts_s={name: v.timeout_s for name, v in verifiers.items()},
+        run_timeouts_s=[v.timeout_s for _, v, _ in runs],
     )
     plan.jobs = {
         "fetch_data": len(datasets),
@@ -107,7 +114,8 @@ def make_plan(config: dict) -> Plan:
         "all": 1,
     }
     plan.jobs = {rule: n for rule, n in plan.jobs.items() if n}
-    plan.shard_minutes = len(merged) * sum(shard_runtime_minutes(config, k) for k in range(shards))
+    plan.shard_minutes = sum(shard_runtime_minutes(config, k, v.timeout_s)
+                             for _, v, _ in runs for k in range(shards))
     plan.outputs = {
         "tables": tables,
         "plots": plots,
@@ -131,8 +139,9 @@ def format_plan(plan: Plan, source: str, list_outputs: bool = False) -> str:
         *(f"  {rule:<{width}}  {n:>8,}" for rule, n in plan.jobs.items()),
         f"  {'total':<{width}}  {plan.total_jobs:>8,}",
         "",
-        f"verification: {plan.verify_runs * plan.images:,} images x {plan.timeout_s:g} s timeout"
-        f" = at most {plan.gpu_hours_bound:,.1f} GPU-hours (every image to its timeout)",
+        f"verification: {plan.verify_runs * plan.images:,} images, timeouts "
+        + ", ".join(f"{v} {s:g} s" for v, s in plan.timeouts_s.items())
+        + f" = at most {plan.gpu_hours_bound:,.1f} GPU-hours (every image to its timeout)",
         f"verification shards request {plan.shard_minutes / 60:,.1f} h of wall time in all",
         "",
         "expected outputs:",

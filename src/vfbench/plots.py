@@ -1,10 +1,11 @@
 """The papers' figures, drawn from a campaign's results (matplotlib; PNG + PDF).
 
 A figure is a function ``(results, options) -> Figure`` in ``PLOTS``, with option defaults in
-``PLOT_DEFAULTS``; the campaign config's ``plots`` block names which to draw, the same way its
-``tables`` block names tables. Each figure carries the campaign's provenance line at its foot and
-in a JSON sidecar. Figures are plain ``matplotlib.figure.Figure`` objects (no pyplot, so no
-global state and no display): PNG renders through Agg, PDF through the pdf backend.
+``vfbench.report_entries.PLOT_DEFAULTS``; the campaign config's ``plots`` block names which to
+draw, the same way its ``tables`` block names tables. Each figure carries the campaign's
+provenance line at its foot and in a JSON sidecar. Figures are plain
+``matplotlib.figure.Figure`` objects (no pyplot, so no global state and no display): PNG renders
+through Agg, PDF through the pdf backend.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from vfbench import metrics
 from vfbench.errors import VfbenchError
 from vfbench.io import atomic_path, write_json
+from vfbench.report_entries import plot_entries
 from vfbench.results import CampaignResults, parse_model_id
 from vfbench.tables import (
     campaign_provenance,
@@ -30,8 +31,6 @@ from vfbench.tables import (
     pick_eps,
     pick_verifier,
     provenance_line,
-    resolve_entries,
-    resolve_entry,
     row_spec,
 )
 
@@ -501,34 +500,6 @@ PLOTS: dict[str, Callable[[CampaignResults, dict], Figure]] = {
     "normalised_scores": normalised_scores,
     "cactus": cactus,
 }
-
-PLOT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "unstable_by_site": {"models": None, "verifier": None, "eps": "min", "bins": 20},
-    "lower_bounds": {"transforms": None, "verifier": None, "eps": "min"},
-    "time_threshold": {"models": None, "verifier": None, "eps": "min", "points": 100},
-    "grafting_masks": {"model": None},
-    "score_scatter": {"base": None, "transforms": None, "max_points": 20000},
-    "normalised_scores": {"methods": {"TRADES": "trades", "Madry": "madry",
-                                      "ReLU Stable": "relu_stable", "NBC": "nbc"},
-                          "transform": "none", "verifier": None, "eps": None, "datasets": None},
-    "cactus": {},
-}
-
-DEFAULT_PLOTS = ["time_threshold", "lower_bounds", "unstable_by_site", "cactus"]
-
-
-def plot_entries(config: Mapping) -> dict[str, tuple[str, dict]]:
-    """The figures a campaign asks for (config key ``plots``; missing or null: ``DEFAULT_PLOTS``;
-    an empty block: none)."""
-    block = config.get("plots")
-    return resolve_entries(DEFAULT_PLOTS if block is None else block, PLOTS, PLOT_DEFAULTS,
-                           "plots")
-
-
-def check_plot_entry(name: str, entry: Mapping | None) -> None:
-    """For ``vfbench.config.check_campaign``: the figure exists and its options are known."""
-    resolve_entry(name, entry, PLOTS, PLOT_DEFAULTS)
-
 
 def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str,
                 provenance: Mapping) -> list[Path]:

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vfbench import metrics
+from vfbench.config import ModelSpec, expand_models
 from vfbench.errors import VfbenchError
 from vfbench.io import read_json
 
@@ -104,39 +106,38 @@ class CampaignResults:
     def datasets(self) -> list[str]:
         return list(dict.fromkeys(d for d, _, _, _ in self.model_order))
 
-    def verifiers(self, arch: str | None = None) -> list[str]:
-        """The configured verifiers (those whose ``only_arch`` admits ``arch``), then any other
-        verifier the records name."""
+    @cached_property
+    def campaign_models(self) -> dict[ModelKey, ModelSpec]:
+        """The config's models, as ``vfbench.config`` resolves them (none if it lists none)."""
+        if not self.config.get("models"):
+            return {}
+        return {parse_model_id(m.id): m for m in expand_models(self.config)}
+
+    def verifiers(self, key: ModelKey | None = None) -> list[str]:
+        """The configured verifiers (for model ``key``: those whose ``only_arch`` admits its
+        architecture), then any other verifier the records name."""
         entries = self.config.get("verify", {}).get("verifiers", {})
+        model = self.campaign_models.get(key) if key else None
+        arch = model.arch if model else key[1] if key else None
         configured = [name for name, entry in entries.items()
                       if arch is None or arch in ((entry or {}).get("only_arch") or [arch])]
-        recorded = [v for (key, v) in self.records if arch is None or key[1] == arch]
+        recorded = [v for (k, v) in self.records if key is None or k == key]
         return list(dict.fromkeys(configured + recorded))
 
     def eps_values(self, key: ModelKey | None = None) -> list[float]:
         """The campaign's eps (for ``key``: its models entry's own ``eps`` if it has one), then
         any other eps the records hold."""
-        values = [float(e) for e in self._configured_eps(key)]
-        for (model, _), frame in self.records.items():
-            if key is None or model == key:
+        model = self.campaign_models.get(key) if key else None
+        values = [float(e) for e in (model.eps if model else
+                                     self.config.get("verify", {}).get("eps", []))]
+        for (model_key, _), frame in self.records.items():
+            if key is None or model_key == key:
                 values += [float(e) for e in frame["eps"].unique()]
         unique: list[float] = []
         for eps in values:
             if not any(metrics.same_eps(eps, seen) for seen in unique):
                 unique.append(eps)
         return unique
-
-    def _configured_eps(self, key: ModelKey | None) -> list:
-        default = self.config.get("verify", {}).get("eps", [])
-        if key is None:
-            return list(default)
-        for item in self.config.get("models", []):
-            fields = [item.get(f, "none" if f == "transform" else None)
-                      for f in ("dataset", "arch", "train", "transform")]
-            if all(part in (v if isinstance(v, list) else [v])
-                   for part, v in zip(key, fields, strict=True)):
-                return list(item.get("eps") or default)
-        return list(default)
 
     def records_for(self, key: ModelKey, verifier: str, eps: float) -> pd.DataFrame | None:
         """The records of one (model, verifier, eps), or None when that run is not in the inputs."""
@@ -149,9 +150,10 @@ class CampaignResults:
         return self._slices[memo]
 
     def timeout(self, verifier: str) -> float | None:
+        """The verifier's seconds per image (its entry's ``timeout``, else the campaign's)."""
         verify = self.config.get("verify", {})
         entry = verify.get("verifiers", {}).get(verifier, {}) or {}
-        value = entry.get("timeout_s", verify.get("timeout_s"))
+        value = entry.get("timeout", verify.get("timeout_s"))
         return None if value is None else float(value)
 
     def pgd_settings(self) -> list[dict]:
@@ -208,7 +210,7 @@ def load_results(config: Mapping, *, verify: Pairs = (), evals: Pairs = (), trai
     return results
 
 
-# Where each input sits in results/{campaign}/ (DESIGN's paths): the folder that anchors it, how
+# Where each input sits in results/{campaign}/ (docs/design.md): the folder that anchors it, how
 # many path parts after the anchor name the model, and the folder between those and the file
 # ("*": any name, e.g. the verifier's).
 _LAYOUT = {

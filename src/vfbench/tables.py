@@ -2,8 +2,9 @@
 
 The results come loaded by ``vfbench.results`` (``CampaignResults``).
 A layout is a function ``(results, options) -> DataFrame`` in ``TABLES``; its options and their
-defaults are in ``TABLE_DEFAULTS`` (an unknown option is an error). One writer renders any such
-frame to CSV, Markdown and LaTeX (booktabs) with a provenance footer, plus a JSON sidecar.
+defaults are in ``vfbench.report_entries.TABLE_DEFAULTS`` (an unknown option is an error). One
+writer renders any such frame to CSV, Markdown and LaTeX (booktabs) with a provenance footer,
+plus a JSON sidecar.
 
 Rows and columns come from the options (which {train}/{transform} short names fill them), cells
 from ``vfbench.metrics``; anything a campaign did not run is "-", never a made-up number.
@@ -28,6 +29,7 @@ from vfbench import metrics
 from vfbench.config import config_hash
 from vfbench.errors import VfbenchError
 from vfbench.io import atomic_path, git_commit, write_json
+from vfbench.report_entries import table_entries
 from vfbench.results import CampaignResults, ModelKey, parse_model_id
 
 MISSING = "-"
@@ -248,7 +250,7 @@ def summary(results: CampaignResults, options: dict) -> pd.DataFrame:
     keys = [time_key if k is None else k for k in SUMMARY_COLUMNS.values()]
     rows, index = [], []
     for key in results.models():
-        for verifier in options["verifiers"] or results.verifiers(arch=key[1]):
+        for verifier in options["verifiers"] or results.verifiers(key):
             for eps in options["eps"] or results.eps_values(key):
                 rows.append([cell_value(results, key, verifier, float(eps), k) for k in keys])
                 index.append((*key, verifier, eps_label(float(eps))))
@@ -530,139 +532,6 @@ TABLES: dict[str, Callable[[CampaignResults, dict], pd.DataFrame]] = {
     "paper002_table6": paper002_table6,
 }
 
-# --- defaults of each layout's options (short names match the reduced campaigns) ---------------
-
-_PAPER000 = {"train": "fat", "models": None, "verifier": None, "eps": "min", "decimals": 2,
-             "signed": False}
-_PAPER000_METHODS = {
-    "Baseline": "none", "SAP (50%)": "sap", "GAP (50%)": "gap", "Hydra (50%)": "hydra",
-    "Random Grafting (50%)": "graft_random", "Grafting (50%)": "graft50",
-    "Grafting (30%)": "graft30", "Grafting (80%)": "graft80",
-}
-_PAPER001 = {"dataset": None, "models": None, "transform": "none", "verifier": None, "eps": None,
-             "pgd_steps": None, "decimals": 1, "signed": False}
-_PAPER001_METHODS = {"T": "trades", "M": "madry", "R": "relu_stable", "O": "nbc"}
-_PAPER001_PAIRS = {"T*": ["trades+nbc", "trades"], "M*": ["madry+nbc", "madry"],
-                   "R*": ["relu_stable+nbc", "relu_stable"]}
-_PAPER002_ROWS = [["SET1", "Baseline", "natural/none"]] + [
-    [f"SET{k}", network, spec]
-    for k in (1, 2, 3)
-    for network, spec in (("Sparse", f"sparse-set{k}/none"), ("WP", f"natural/wp-set{k}"),
-                          ("NP", f"sparse-set{k}/np-set{k}"))
-]
-_PAPER002 = {"bases": {"NET1": "net1", "NET2": "net2"}, "rows": _PAPER002_ROWS, "eps": "min"}
-
-TABLE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "summary": {"title": "Campaign summary", "time": "all", "verifiers": None, "eps": None,
-                "decimals": 2, "signed": False},
-    "paper000_table1": {**_PAPER000, "methods": _PAPER000_METHODS,
-                        "title": "Paper 000 Table 1: UNR, VA, SA, RA (%) and Time (s)"},
-    "paper000_tableA7": {**_PAPER000, "methods": _PAPER000_METHODS, "eps": "max",
-                         "title": "Paper 000 Table A7: larger eps"},
-    "paper000_table2": {**_PAPER000, "title": "Paper 000 Table 2: grafting criterion",
-                        "methods": {"-r_s": "crit_rs", "r_u - r_s": "crit_ru_rs",
-                                    "2 r_u - r_s": "crit_2ru_rs", "r_u": "crit_ru",
-                                    "gamma r_u - r_s (gamma 2 -> 0)": "graft50"}},
-    "paper000_table3": {**_PAPER000, "title": "Paper 000 Table 3: fine-tuning the weights",
-                        "methods": {"Grafting (50%) w. tuning weights": "graft50",
-                                    "Grafting (50%) w.o. tuning weights": "graft50_frozen"}},
-    "paper000_table4": {**_PAPER000, "title": "Paper 000 Table 4: grafting with regularisers",
-                        "methods": {"Grafting (50%)": "graft50",
-                                    "+ ReLU stability reg.": "graft50_rs",
-                                    "+ l1 reg.": "graft50_l1",
-                                    "+ small weight pruning": "graft50_swp",
-                                    "+ all": "graft50_all"}},
-    "paper000_table5": {**_PAPER000, "title": "Paper 000 Table 5: grafting zero, a*x+b, gradual",
-                        "methods": {"Baseline": "none", "Grafting (A_g(x) = 0)": "graft50_zero",
-                                    "Grafting (A_g(x) = a x + b)": "graft50",
-                                    "Gradually grafting": "graft50_gradual"}},
-    "paper000_table6": {**_PAPER000, "title": "Paper 000 Table 6: versus certified training",
-                        "methods": {"Baseline (FAT)": "none",
-                                    "Certified robust training": "crown_ibp/none",
-                                    "FAT + Grafting (50%)": "graft50"}},
-    "paper001_table1": {**_PAPER001, "methods": _PAPER001_METHODS,
-                        "title": "Paper 001 Table 1: per eps, model and method"},
-    "paper001_table4": {**_PAPER001, "methods": _PAPER001_METHODS,
-                        "title": "Paper 001 Table 4: per eps, model and method"},
-    "paper001_table5": {**_PAPER001, "methods": _PAPER001_METHODS,
-                        "title": "Paper 001 Table 5: per eps, model and method"},
-    "paper001_table2": {**_PAPER001, "pairs": _PAPER001_PAIRS, "signed": True, "relative": [],
-                        "title": "Paper 001 Table 2: method + NBC minus the method alone"},
-    "paper001_table6": {**_PAPER001, "pairs": _PAPER001_PAIRS, "signed": True,
-                        "relative": ["sa"],
-                        "title": "Paper 001 Table 6: method + NBC minus the method alone"},
-    "paper001_table7": {**_PAPER001, "pairs": _PAPER001_PAIRS, "signed": True,
-                        "relative": ["sa"],
-                        "title": "Paper 001 Table 7: method + NBC minus the method alone"},
-    "paper001_table8": {**_PAPER001, "eps": "min", "title": "Paper 001 Table 8: close accuracy",
-                        "methods": {"TRADES": "trades", "Madry": "madry", "RS": "relu_stable",
-                                    "Ours": "nbc", "Natural": "natural"}},
-    "paper001_table9": {**{k: v for k, v in _PAPER001.items() if k != "dataset"}, "eps": "min",
-                        "decimals": 2, "title": "Paper 001 Table 9: NBC layer weights gamma[i]",
-                        "variants": {"1": "nbc_gamma1", "2^r[i]": "nbc",
-                                     "r[i] m[i]": "nbc_gammarm"}},
-    "paper001_table11": {**{k: v for k, v in _PAPER001.items() if k not in ("dataset", "models")},
-                         "model": None, "eps": "min",
-                         "title": "Paper 001 Table 11: NBC weight beta",
-                         "variants": {"0.0": "nbc_beta0", "1.0": "nbc_beta1",
-                                      "3.0": "nbc_beta3", "6.0": "nbc_beta6",
-                                      "9.0": "nbc_beta9"}},
-    "paper002_table2": {**_PAPER002, "dataset": None, "decimals": 3, "signed": False,
-                        "title": "Paper 002 Table 2: accuracy and FGSM robustness"},
-    "paper002_table3": {**_PAPER002, "dataset": None, "decimals": 3, "signed": False,
-                        "title": "Paper 002 Table 3: accuracy and FGSM robustness"},
-    "paper002_table4": {**_PAPER002, "dataset": None, "decimals": 0, "signed": False,
-                        "title": "Paper 002 Table 4: hidden neurons and weights"},
-    "paper002_table5": {**_PAPER002, "datasets": None, "verifiers": None, "decimals": 0,
-                        "signed": False,
-                        "title": "Paper 002 Table 5: instances solved within the timeout"},
-    "paper002_table6": {**_PAPER002, "datasets": None, "verifier": None, "decimals": 2,
-                        "signed": False,
-                        "title": "Paper 002 Table 6: mean time (s) of the incomplete verifier"},
-}
-
-
-def resolve_entries(block, registry: Mapping, defaults: Mapping[str, dict],
-                    where: str) -> dict[str, tuple[str, dict]]:
-    """A config block (a list of names, or {name: options or null}) as {name: (layout, options)}.
-    ``options.layout`` picks the layout (default: the name), so one layout can be built twice."""
-    entries = {str(n): {} for n in block} if not isinstance(block, Mapping) else \
-        {str(n): o for n, o in block.items()}
-    resolved = {}
-    for name, options in entries.items():
-        try:
-            resolved[name] = resolve_entry(name, options, registry, defaults)
-        except VfbenchError as exc:
-            raise VfbenchError(f"{where}.{name}: {exc}") from exc
-    return resolved
-
-
-def resolve_entry(name: str, options: Mapping | None, registry: Mapping,
-                  defaults: Mapping[str, dict]) -> tuple[str, dict]:
-    options = dict(options or {})
-    layout = str(options.pop("layout", name))
-    if layout not in registry:
-        raise VfbenchError(f"unknown layout {layout!r}; known: {sorted(registry)}")
-    unknown = sorted(set(options) - set(defaults[layout]))
-    if unknown:
-        raise VfbenchError(f"unknown options {unknown} for layout {layout!r}; "
-                           f"allowed: {sorted(defaults[layout])}")
-    return layout, {**defaults[layout], **options}
-
-
-def table_entries(config: Mapping) -> dict[str, tuple[str, dict]]:
-    """The tables a campaign asks for (config key ``tables``; missing or null: the summary only;
-    an empty block: none)."""
-    block = config.get("tables")
-    return resolve_entries(["summary"] if block is None else block, TABLES, TABLE_DEFAULTS,
-                           "tables")
-
-
-def check_table_entry(name: str, entry: Mapping | None) -> None:
-    """For ``vfbench.config.check_campaign``: the layout exists and its options are known."""
-    resolve_entry(name, entry, TABLES, TABLE_DEFAULTS)
-
-
 # --- provenance ---------------------------------------------------------------------------------
 
 def campaign_provenance(results: CampaignResults) -> dict:
@@ -691,12 +560,12 @@ def campaign_provenance(results: CampaignResults) -> dict:
 def verifier_setting(verify: Mapping, verifier: str) -> dict:
     """A verifier's bound method and falsifier as the campaign ran it: its entry's ``method`` and
     ``pgd_steps`` x ``pgd_restarts`` (unset: vfbench.verify.base's defaults; 0 steps: off)."""
-    from vfbench.verify.base import COMMON_DEFAULTS
+    from vfbench.verify.options import COMMON_OPTIONS
 
     entry = (verify.get("verifiers") or {}).get(verifier) or {}
     return {"method": entry.get("method", verifier),
-            "pgd_steps": entry.get("pgd_steps", COMMON_DEFAULTS["pgd_steps"]),
-            "pgd_restarts": entry.get("pgd_restarts", COMMON_DEFAULTS["pgd_restarts"])}
+            "pgd_steps": entry.get("pgd_steps", COMMON_OPTIONS["pgd_steps"].default),
+            "pgd_restarts": entry.get("pgd_restarts", COMMON_OPTIONS["pgd_restarts"].default)}
 
 
 def _falsifier_text(setting: Mapping) -> str:

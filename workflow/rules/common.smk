@@ -1,4 +1,6 @@
-# Shared by all rule files (the validated config, the campaign models, paths, resources)
+# Shared by all rule files (the validated config, the campaign models, paths, resources).
+# Everything imported here is light (no torch, scipy, pandas, matplotlib; tests/unit/config
+# checks it): every `snakemake -n` and every cluster job reads this file.
 
 import json
 import os
@@ -13,17 +15,17 @@ from vfbench.config import (
     shard_bounds,
     validate_config,
     validate_schema,
+    verifier_specs,
     verifiers_for,
 )
 from vfbench.errors import VfbenchError
 from vfbench.plan import shard_runtime_minutes
-from vfbench.plots import plot_entries
-from vfbench.tables import table_entries
+from vfbench.report_entries import plot_entries, table_entries
 from vfbench.transforms import needs_scores, resolve_transform_entry
 
 try:
-    # jobs on compute nodes re-read this file: the registry cross-checks (which import torch and
-    # every registry) ran once in the main process, the schema fills the same defaults everywhere
+    # jobs on compute nodes re-read this file: the registry cross-checks ran once in the main
+    # process, the schema fills the same defaults everywhere
     if workflow.is_main_process:
         validate_config(config, source="config")
     else:
@@ -34,10 +36,11 @@ except VfbenchError as exc:
 RESULTS = f"{config['results_dir']}/{config['campaign']}"
 MODELS = expand_models(config)
 MODEL_BY_ID = {m.id: m for m in MODELS}
+BASE_BY_ID = {m.base_id: m for m in MODELS}  # dataset/arch/train -> a model made from it
+VERIFIERS = verifier_specs(config)  # name -> resolved options and timeout
 PYTHON = shlex.quote(sys.executable)  # the environment's interpreter, also on compute nodes
 SCRIPTS = shlex.quote(os.path.join(workflow.basedir, "scripts"))
 SHARDS = list(range(n_shards(config)))
-CONDA_ENV = "../../envs/vfbench.yaml"
 COMPUTE = f"--seed {config['seed']} --device {config['device']} --threads {config['threads']}"
 
 
@@ -63,6 +66,11 @@ def model_of(wildcards):
     return MODEL_BY_ID[key]
 
 
+def base_of(wildcards):
+    """The architecture name and options of the base network at {dataset}/{arch}/{train}."""
+    return BASE_BY_ID[f"{wildcards.dataset}/{wildcards.arch}/{wildcards.train}"]
+
+
 def rule_resources(name, **computed):
     """Cluster resources of a rule: computed defaults, overridden by config `resources.<rule>`."""
     return {**computed, **config["resources"].get(name, {})}
@@ -79,7 +87,8 @@ def check_resource_rules():
 
 def verify_runtime_minutes(wildcards, attempt):
     """A shard's wall-time request (vfbench.plan), longer on each retry."""
-    return shard_runtime_minutes(config, int(wildcards.shard)) * attempt
+    timeout = VERIFIERS[wildcards.verifier].timeout_s
+    return shard_runtime_minutes(config, int(wildcards.shard), timeout) * attempt
 
 
 def verify_outputs():
@@ -95,10 +104,14 @@ def eval_outputs():
     return [f"{RESULTS}/eval/{m.id}/metrics.json" for m in MODELS]
 
 
+def score_paths(base_id, transform):
+    entry = resolve_transform_entry(config["transform"][transform])
+    return [f"{RESULTS}/models/{base_id}/scores/{score}.npz" for score in needs_scores(entry)]
+
+
 def score_inputs(wildcards):
-    entry = resolve_transform_entry(config["transform"][wildcards.transform])
-    base = f"{RESULTS}/models/{wildcards.dataset}/{wildcards.arch}/{wildcards.train}"
-    return [f"{base}/scores/{score}.npz" for score in needs_scores(entry)]
+    return score_paths(f"{wildcards.dataset}/{wildcards.arch}/{wildcards.train}",
+                       wildcards.transform)
 
 
 TABLES_OF_CAMPAIGN = table_entries(config)  # name -> (layout, options)
@@ -119,9 +132,7 @@ def campaign_inputs():
     return {
         "verify": verify_outputs(),
         "evaluate": eval_outputs(),
-        "train": sorted({f"{RESULTS}/models/{m.dataset}/{m.arch}/{m.train}/base.json"
-                         for m in MODELS}),
+        "train": sorted({f"{RESULTS}/models/{m.base_id}/base.json" for m in MODELS}),
         "transform": [f"{RESULTS}/models/{m.id}/report.json" for m in MODELS],
-        # a campaign model has the wildcards' attributes (dataset, arch, train, transform)
-        "scores": sorted({path for m in MODELS for path in score_inputs(m)}),
+        "scores": sorted({path for m in MODELS for path in score_paths(m.base_id, m.transform)}),
     }

@@ -6,8 +6,6 @@ rule fetch_data:
         cmd=script("fetch_data"),
         entry=lambda wc: json_param(config["data"][wc.dataset]),
         cache=f"{config['results_dir']}/.cache/downloads",
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/fetch_data/{{dataset}}.log",
     resources:

@@ -7,8 +7,6 @@ rule fold_bn:
     params:
         cmd=script("fold_bn"),
         tolerance=config["fold"]["tolerance"],
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/fold_bn/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
     resources:
@@ -28,8 +26,6 @@ rule export_onnx:
     params:
         cmd=script("export_onnx"),
         settings=lambda wc: json_param(config["export"]),
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/export_onnx/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
     resources:
@@ -60,8 +56,6 @@ rule make_specs:
         cmd=script("make_specs"),
         images=config["verify"]["images"],
         selection=config["verify"]["image_selection"],
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/make_specs/{{dataset}}/eps{{eps}}.log",
     resources:
@@ -84,8 +78,6 @@ rule make_instances:
         cmd=script("make_instances"),
         timeout=config["verify"]["timeout_s"],
         root=lambda wc, output: output[0].split("/specs/")[0],
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/make_instances/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
     shell:

@@ -16,8 +16,6 @@ rule tables:
         cmd=script("tables"),
         config=lambda wc: ordered_json_param(config),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/tables.log",
     shell:
@@ -39,8 +37,6 @@ rule plots:
         cmd=script("plots"),
         config=lambda wc: ordered_json_param(config),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/plots.log",
     shell:

@@ -9,18 +9,15 @@ rule train_base:
         cmd=script("train_base"),
         compute=COMPUTE,
         entry=lambda wc: json_param(config["train"][wc.train]),
-        arch_options=lambda wc: json_param(
-            next(dict(m.arch_options) for m in MODELS
-                 if (m.dataset, m.arch, m.train) == (wc.dataset, wc.arch, wc.train))),
-    conda:
-        CONDA_ENV
+        arch=lambda wc: base_of(wc).arch,
+        arch_options=lambda wc: json_param(dict(base_of(wc).arch_options)),
     log:
         f"{RESULTS}/logs/train_base/{{dataset}}/{{arch}}/{{train}}.log",
     threads: config["threads"]
     resources:
         **rule_resources("train_base", runtime=240, mem_mb=8000),
     shell:
-        "{params.cmd} --data {input.data} --arch {wildcards.arch}"
+        "{params.cmd} --data {input.data} --arch {params.arch}"
         " --arch-options-json {params.arch_options} --entry-json {params.entry}"
         " {params.compute}"
         " --out {output.model} --out-metrics {output.metrics} --log-csv {output.log_csv}"
@@ -38,8 +35,6 @@ rule evaluate:
         compute=COMPUTE,
         settings=lambda wc: json_param(config["evaluate"]),
         eps=lambda wc: " ".join(format_eps(e) for e in model_of(wc).eps),
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/evaluate/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
     threads: config["threads"]

@@ -15,8 +15,6 @@ rule scores:
     params:
         cmd=script("scores"),
         compute=COMPUTE,
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/scores/{{dataset}}/{{arch}}/{{train}}/{{score}}.log",
     threads: config["threads"]
@@ -40,8 +38,6 @@ rule transform:
         cmd=script("transform"),
         compute=COMPUTE,
         entry=lambda wc: json_param(config["transform"][wc.transform]),
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/transform/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
     threads: config["threads"]

@@ -11,12 +11,9 @@ rule verify_shard:
     params:
         cmd=script("verify_shard"),
         compute=COMPUTE,
-        entry=lambda wc: json_param(config["verify"]["verifiers"][wc.verifier]),
+        entry=lambda wc: json_param(VERIFIERS[wc.verifier].entry),
         bounds=lambda wc: " ".join(map(str, shard_bounds(config, int(wc.shard)))),
-        timeout=config["verify"]["timeout_s"],
-        unstable_bound=config["verify"]["unstable_bound"],
-    conda:
-        CONDA_ENV
+        timeout=lambda wc: VERIFIERS[wc.verifier].timeout_s,
     log:
         f"{RESULTS}/logs/verify_shard/{{dataset}}/{{arch}}/{{train}}/{{transform}}/{{verifier}}/eps{{eps}}/shard{{shard}}.log",
     threads: config["threads"]
@@ -26,7 +23,7 @@ rule verify_shard:
         "{params.cmd} --onnx {input.onnx} --data {input.data}"
         " --images {input.images} --positions {params.bounds} --eps {wildcards.eps}"
         " --verifier {wildcards.verifier} --entry-json {params.entry}"
-        " --timeout {params.timeout} --unstable-bound {params.unstable_bound}"
+        " --timeout {params.timeout}"
         " {params.compute}"
         " --out {output} 2> {log}"
 
@@ -42,8 +39,6 @@ rule merge_verify:
         f"{RESULTS}/verify/{{dataset}}/{{arch}}/{{train}}/{{transform}}/{{verifier}}/eps{{eps}}.parquet",
     params:
         cmd=script("merge_verify"),
-    conda:
-        CONDA_ENV
     log:
         f"{RESULTS}/logs/merge_verify/{{dataset}}/{{arch}}/{{train}}/{{transform}}/{{verifier}}/eps{{eps}}.log",
     shell:

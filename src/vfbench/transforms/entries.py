@@ -1,21 +1,42 @@
 """Transform entries of the config: each method's options with their defaults, checking, the
-presets of paper 002 (SET1-SET3, Table 1), and which score outputs an entry reads."""
+presets of paper 002 (SET1-SET3, Table 1), and which score outputs an entry reads.
+
+Light on purpose (no torch): the Snakefile checks every transform entry of a campaign and lists
+its score outputs at start-up."""
 
 from __future__ import annotations
 
 import copy
 
 from vfbench.errors import VfbenchError
-from vfbench.losses import LOSSES
-from vfbench.train import resolve_train_entry
-from vfbench.transforms.scores import (
+from vfbench.loss_options import LOSS_OPTIONS
+from vfbench.train_entry import resolve_train_entry
+from vfbench.transforms.score_specs import (
     HYDRA_LOSSES,
-    SIGNIFICANCE,
+    SIGNIFICANCE_KINDS,
     WHOLE_TRAIN_SPLIT,
     ScoreSpec,
     check_score_spec,
 )
-from vfbench.transforms.selection import CRITERIA, criterion_needs
+
+# Grafting's selection criterion name -> (needs r_u, needs r_s); ``selection.CRITERIA`` has
+# their functions. Table 2 of paper 000: -r_s, r_u - r_s, 2 r_u - r_s, r_u and the decayed
+# gamma*r_u - r_s.
+CRITERION_NEEDS: dict[str, tuple[bool, bool]] = {
+    "decay": (True, True),
+    "neg_rs": (False, True),
+    "ru_minus_rs": (True, True),
+    "2ru_minus_rs": (True, True),
+    "ru": (True, False),
+    "random": (False, False),
+}
+
+
+def criterion_needs(criterion: str) -> tuple[bool, bool]:
+    """(needs r_u, needs r_s) of a criterion."""
+    if criterion not in CRITERION_NEEDS:
+        raise VfbenchError(f"unknown selection {criterion!r}; known: {sorted(CRITERION_NEEDS)}")
+    return CRITERION_NEEDS[criterion]
 
 _SCORING = {
     "significance": "gap",      # r_s: gap | sap | hydra | random
@@ -39,7 +60,7 @@ DEFAULTS: dict[str, dict] = {
     "none": {},
     "graft": {
         "ratio": 0.5,               # fraction of all activation neurons grafted
-        "selection": "decay",       # selection.CRITERIA key
+        "selection": "decay",       # CRITERION_NEEDS key
         "bound": "crown",           # bound method of the instability score r_u
         "eps": None,                # radius of r_u's ball (needed when the selection reads r_u)
         "chunk": 0.05,              # decay: gamma steps every `chunk` of the neurons
@@ -82,8 +103,8 @@ PRESETS: dict[str, dict] = {
 }
 
 _CHOICES = {
-    "selection": tuple(CRITERIA),
-    "significance": tuple(SIGNIFICANCE),
+    "selection": tuple(CRITERION_NEEDS),
+    "significance": SIGNIFICANCE_KINDS,
     "scope": ("global", "layer"),
     "activation": ("linear", "zero"),
     "tune": ("all", "graft"),
@@ -148,8 +169,9 @@ def _check_values(method: str, e: dict) -> None:
         if not isinstance(e["extra_losses"], dict):
             raise VfbenchError(f"extra_losses: expected loss -> weight, got {e['extra_losses']!r}")
         for name, weight in e["extra_losses"].items():
-            if name not in LOSSES:
-                raise VfbenchError(f"extra_losses: unknown loss {name!r}; known: {sorted(LOSSES)}")
+            if name not in LOSS_OPTIONS:
+                raise VfbenchError(f"extra_losses: unknown loss {name!r}; "
+                                   f"known: {sorted(LOSS_OPTIONS)}")
             e["extra_losses"][name] = _number(f"extra_losses.{name}", weight, 0.0)
     if method == "graft":
         _check_graft(e)

@@ -7,6 +7,7 @@ not given is computed in place (and the report says so).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -259,3 +260,12 @@ def transform_weight_prune(model, ckpt, dataset, entry, device, scores=None) -> 
               **weight_counts(model)}
     return TransformResult(model.eval(), dict(ckpt["arch_kwargs"]), report)
 
+
+
+TRANSFORMS: dict[str, Callable[..., TransformResult]] = {
+    "none": transform_none,
+    "graft": transform_graft,
+    "activation_prune": transform_activation_prune,
+    "neuron_prune": transform_neuron_prune,
+    "weight_prune": transform_weight_prune,
+}

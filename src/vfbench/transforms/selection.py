@@ -16,6 +16,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from vfbench.errors import VfbenchError
+from vfbench.transforms.entries import criterion_needs
 
 
 @dataclass(frozen=True)
@@ -135,24 +136,15 @@ def select_random(r_u, r_s, count, chunk, rng, **_) -> np.ndarray:
     return rng.permutation(size)[:count]
 
 
-# Criterion name -> (function, needs r_u, needs r_s). Table 2 of paper 000: -r_s, r_u - r_s,
-# 2 r_u - r_s, r_u and the decayed gamma*r_u - r_s.
-CRITERIA: dict[str, tuple[Callable[..., np.ndarray], bool, bool]] = {
-    "decay": (select_decay, True, True),
-    "neg_rs": (_fixed(0.0), False, True),
-    "ru_minus_rs": (_fixed(1.0), True, True),
-    "2ru_minus_rs": (_fixed(2.0), True, True),
-    "ru": (_fixed(1.0, use_rs=False), True, False),
-    "random": (select_random, False, False),
+# Criterion name -> function (which scores each reads: entries.CRITERION_NEEDS).
+CRITERIA: dict[str, Callable[..., np.ndarray]] = {
+    "decay": select_decay,
+    "neg_rs": _fixed(0.0),
+    "ru_minus_rs": _fixed(1.0),
+    "2ru_minus_rs": _fixed(2.0),
+    "ru": _fixed(1.0, use_rs=False),
+    "random": select_random,
 }
-
-
-def criterion_needs(criterion: str) -> tuple[bool, bool]:
-    """(needs r_u, needs r_s) of a criterion."""
-    if criterion not in CRITERIA:
-        raise VfbenchError(f"unknown selection {criterion!r}; known: {sorted(CRITERIA)}")
-    _, needs_u, needs_s = CRITERIA[criterion]
-    return needs_u, needs_s
 
 
 def select_neurons(layout: SiteLayout, ratio: float, criterion: str,
@@ -169,7 +161,7 @@ def select_neurons(layout: SiteLayout, ratio: float, criterion: str,
     if not 0.0 <= ratio <= 1.0:
         raise VfbenchError(f"ratio must be in [0, 1], got {ratio}")
     needs_u, needs_s = criterion_needs(criterion)
-    fn = CRITERIA[criterion][0]
+    fn = CRITERIA[criterion]
     u = layout.flatten(raw_u, "instability score") if needs_u else np.zeros(layout.total)
     s = layout.flatten(raw_s, "significance score") if needs_s else np.zeros(layout.total)
     if scope == "global":

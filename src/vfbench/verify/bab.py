@@ -44,34 +44,11 @@ import torch
 from vfbench.errors import VfbenchError
 from vfbench.verify import lirpa, milp, tolerance
 from vfbench.verify.base import Decision, Verifier
+from vfbench.verify.options import BAB_OPTIONS, defaults_of
 
-BRANCHING = ("babsr", "width")
-BAB_DEFAULTS: dict[str, Any] = {
-    # Domains split per round; their children (twice as many) are bounded in one batch.
-    "domain_batch": 64,
-    # alpha/beta optimisation steps per round, and alpha-CROWN steps at the root.
-    "iterations": 10,
-    "root_iterations": 20,
-    "lr_alpha": 0.1,
-    "lr_beta": 0.05,
-    # Open domains beyond which the image is 'unknown', and the memory they (and a full
-    # alpha-CROWN root, which is skipped when it would not fit) may take.
-    "max_domains": 20000,
-    "max_memory_mb": 2048,
-    # 'babsr': max(-lA, 0) * u(-l)/(u-l), lA the final bound's coefficient of the ReLU's output;
-    # 'width': u(-l)/(u-l) alone.
-    "branching": "babsr",
-    # The best-scored neurons a probe (one CROWN pass on their children) chooses between.
-    "branch_candidates": 4,
-    # ReLU nodes up to this size are optimised at the root and re-bounded per domain; larger
-    # ones keep CROWN's bounds at first (optimising them is costly).
-    "refine_max_neurons": 256,
-    # Branches after which an image with larger nodes gets a full alpha-CROWN root (every
-    # layer optimised, in the verifier's conv_mode) and a fresh search.
-    "escalate_after": 20,
-    # LP solver for domains with every neuron stable.
-    "leaf_solver": "cbc",
-}
+# Options and their defaults: vfbench.verify.options.BAB_OPTIONS (checked at start-up).
+BRANCHING = BAB_OPTIONS["branching"].choices
+BAB_DEFAULTS: dict[str, Any] = defaults_of(BAB_OPTIONS)
 
 
 @dataclass(order=True)
@@ -446,17 +423,10 @@ def _input_node(bm) -> str:
 class BabVerifier(Verifier):
     """Branch and bound with beta-CROWN (options: BAB_DEFAULTS)."""
 
-    DEFAULTS = dict(BAB_DEFAULTS)
+    OPTIONS = BAB_OPTIONS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.options["branching"] not in BRANCHING:
-            raise VfbenchError(f"verifier {self.name}: branching "
-                               f"{self.options['branching']!r} is not one of {BRANCHING}")
-        for key in ("domain_batch", "iterations", "max_domains", "branch_candidates",
-                    "max_memory_mb"):
-            if not isinstance(self.options[key], int) or self.options[key] < 1:
-                raise VfbenchError(f"verifier {self.name}: {key} must be an integer >= 1")
         milp.make_solver(self.options["leaf_solver"], 1, 0.0)
         # Its own bounded module: the domains' bound options and per-node state (betas, alphas)
         # must not leak into the root bounds, which use ``self.bm``.

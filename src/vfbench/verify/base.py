@@ -6,8 +6,10 @@ own ``decide`` -> unstable-neuron counts from one named bound method (``unstable
 
 Writing a verifier (this is how bab, milp and vnncomp plug in):
 
-- subclass ``Verifier``; set ``DEFAULTS`` (its own options with defaults; ``COMMON_DEFAULTS`` are
-  added and an unknown option is a VfbenchError);
+- subclass ``Verifier``; declare its own options (default, allowed values, help) in
+  ``vfbench.verify.options.METHOD_OPTIONS`` (light: the Snakefile checks campaign entries against
+  it at start-up) and set ``OPTIONS`` to that declaration (``COMMON_OPTIONS`` are added; an
+  unknown option or a value outside the declared ones is a VfbenchError);
 - implement ``decide(x, label, eps, deadline) -> Decision`` for one image ``x`` (1, C, H, W) on
   ``self.device`` that the clean check and PGD did not settle (``deadline``: a
   ``time.perf_counter()`` value), or override ``decide_batch`` to bound several images at once;
@@ -36,21 +38,8 @@ from vfbench.attacks import pgd_attack
 from vfbench.errors import VfbenchError
 from vfbench.verify import lirpa
 from vfbench.verify.onnx_import import DEFAULT_TOLERANCE, OnnxModel, OrtModel
+from vfbench.verify.options import COMMON_OPTIONS, Option, resolve_options
 from vfbench.verify.records import VerificationRecord
-
-# Options every verifier takes. PGD: steps x restarts of margin-loss PGD (0 steps: no falsifier),
-# step size eps/4 unless given, random starts seeded from `seed` and the image's bytes (so a
-# resumed shard reproduces an uninterrupted one). unstable_bound: the bound method behind
-# n_unstable. conv_mode: auto_LiRPA's ('patches' or 'matrix'). batch_size: images per call.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "pgd_steps": 50,
-    "pgd_restarts": 5,
-    "pgd_step_size": None,
-    "seed": 0,
-    "unstable_bound": "crown",
-    "conv_mode": "patches",
-    "batch_size": 1,
-}
 
 DECISIONS = ("verified", "falsified", "unknown", "timeout")
 
@@ -77,24 +66,9 @@ class Decision:
 
 
 def check_options(cls: type[Verifier], options: dict | None, where: str) -> dict:
-    """``options`` completed with the verifier's defaults; an unknown key is a VfbenchError."""
-    defaults = {**COMMON_DEFAULTS, **cls.DEFAULTS}
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise VfbenchError(f"{where}: unknown option(s) {unknown}; known: {sorted(defaults)}")
-    resolved = {**defaults, **options}
-    if resolved["unstable_bound"] not in lirpa.BOUND_METHODS:
-        raise VfbenchError(f"{where}: unstable_bound {resolved['unstable_bound']!r} is not one "
-                           f"of {lirpa.BOUND_METHODS}")
-    if resolved["conv_mode"] not in lirpa.CONV_MODES:
-        raise VfbenchError(f"{where}: conv_mode {resolved['conv_mode']!r} is not one of "
-                           f"{lirpa.CONV_MODES}")
-    for key in ("pgd_steps", "pgd_restarts", "batch_size"):
-        if not isinstance(resolved[key], int) or resolved[key] < (1 if key == "batch_size" else 0):
-            raise VfbenchError(f"{where}: {key} must be a non-negative integer"
-                               f"{' >= 1' if key == 'batch_size' else ''}")
-    return resolved
+    """``options`` completed with the verifier's defaults; an unknown key or a value outside the
+    declared ones is a VfbenchError."""
+    return resolve_options({**COMMON_OPTIONS, **cls.OPTIONS}, options, where)
 
 
 def unstable_counts(model: OnnxModel, pre_activation: list[tuple[torch.Tensor, torch.Tensor]]
@@ -136,7 +110,7 @@ def clip_into_ball(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> np.ndarr
 class Verifier:
     """One per shard: loads the bounding machinery once, then ``verify``/``verify_batch``."""
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    OPTIONS: ClassVar[dict[str, Option]] = {}
 
     def __init__(self, model: OnnxModel, options: dict | None = None,
                  device: torch.device | str = "cpu", name: str | None = None):

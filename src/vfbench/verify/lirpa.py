@@ -34,6 +34,13 @@ import torch
 
 from vfbench.errors import VfbenchError
 from vfbench.verify import tolerance
+from vfbench.verify.options import (
+    ALPHA_CROWN_OPTIONS,
+    BOUND_METHODS,
+    CONV_MODES,
+    defaults_of,
+    resolve_options,
+)
 
 APPLIED_SHIMS: list[str] = []
 
@@ -306,10 +313,6 @@ __all__ = ["APPLIED_SHIMS", "LIRPA_VERSION", "BoundedModule", "BoundedTensor",
 
 # --- the bound computations -----------------------------------------------------------------
 
-BOUND_METHODS = ("ibp", "crown", "alpha_crown")
-CONV_MODES = ("patches", "matrix")
-
-
 def other_classes(label: int, num_classes: int) -> list[int]:
     """The classes a margin bound row refers to, in row order."""
     return [j for j in range(num_classes) if j != label]
@@ -407,20 +410,14 @@ def pre_activation_bounds(bm: BoundedModule, where: str = "bounds"
 
 
 _METHOD_NAMES = {"ibp": "IBP", "crown": "backward", "alpha_crown": "CROWN-Optimized"}
-# alpha-CROWN: optimisation steps, Adam step size, stop once every margin is positive, and
-# whether the intermediate layers' bounds are optimised too (standard alpha-CROWN, tighter and
-# much slower) or kept at CROWN's.
-ALPHA_DEFAULTS = {"iterations": 20, "lr_alpha": 0.1, "early_stop": True,
-                  "optimize_intermediate": True}
+# alpha-CROWN's options: vfbench.verify.options.ALPHA_CROWN_OPTIONS.
+ALPHA_DEFAULTS = defaults_of(ALPHA_CROWN_OPTIONS)
 
 
 def check_alpha_options(options: dict | None, where: str = "alpha_crown") -> dict:
-    """``options`` completed with ALPHA_DEFAULTS; an unknown key is a VfbenchError."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(ALPHA_DEFAULTS))
-    if unknown:
-        raise VfbenchError(f"{where}: unknown option(s) {unknown}; known: {sorted(ALPHA_DEFAULTS)}")
-    return {**ALPHA_DEFAULTS, **options}
+    """``options`` completed with ALPHA_DEFAULTS; an unknown key or a bad value is a
+    VfbenchError."""
+    return resolve_options(ALPHA_CROWN_OPTIONS, options, where)
 
 
 def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,

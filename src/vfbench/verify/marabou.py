@@ -24,11 +24,12 @@ import torch
 from vfbench.errors import VfbenchError
 from vfbench.properties import Property, robustness_property
 from vfbench.verify.base import Decision, Verifier
-from vfbench.verify.refine import REFINE_STEPS, external_counterexample
+from vfbench.verify.options import MARABOU_OPTIONS, defaults_of
+from vfbench.verify.refine import external_counterexample
 from vfbench.vnnlib import vnnlib_text
 
-# refine_steps: PGD steps from a Marabou point onnxruntime does not confirm; verbosity: Marabou's.
-MARABOU_DEFAULTS: dict[str, Any] = {"refine_steps": REFINE_STEPS, "verbosity": 0}
+# Options and their defaults: vfbench.verify.options.MARABOU_OPTIONS (checked at start-up).
+MARABOU_DEFAULTS: dict[str, Any] = defaults_of(MARABOU_OPTIONS)
 
 
 def import_marabou():
@@ -61,7 +62,7 @@ def _quiet_stdout():
 class MarabouVerifier(Verifier):
     """Complete verification by Marabou on the ONNX file + a VNNLIB file (MARABOU_DEFAULTS)."""
 
-    DEFAULTS = dict(MARABOU_DEFAULTS)
+    OPTIONS = MARABOU_OPTIONS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

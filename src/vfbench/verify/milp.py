@@ -37,17 +37,11 @@ from vfbench.errors import VfbenchError
 from vfbench.verify import tolerance
 from vfbench.verify.base import Decision, Verifier
 from vfbench.verify.onnx_import import OnnxModel
+from vfbench.verify.options import MILP_OPTIONS, defaults_of
 
-SOLVERS = ("cbc", "highs")
-# solver: MILP solver; bounds: the bound method giving big-M constants; tolerance: an optimum
-# within this of 0 decides nothing (solver feasibility tolerances are ~1e-6); mip_gap: relative
-# optimality gap at which the solver may stop (the sign of the optimum is what matters).
-MILP_DEFAULTS: dict[str, Any] = {
-    "solver": "cbc",
-    "bounds": "alpha_crown",
-    "tolerance": 1e-5,
-    "mip_gap": 1e-4,
-}
+# Options and their defaults: vfbench.verify.options.MILP_OPTIONS (checked at start-up).
+SOLVERS = MILP_OPTIONS["solver"].choices
+MILP_DEFAULTS: dict[str, Any] = defaults_of(MILP_OPTIONS)
 # Above this |encoding - model| (margins, relative) the encoding is wrong: an error, not a verdict.
 CONSISTENCY_TOLERANCE = 1e-3
 
@@ -328,15 +322,10 @@ class MilpVerifier(Verifier):
     non-dead neuron, and a binary per unstable one.
     """
 
-    DEFAULTS = dict(MILP_DEFAULTS)
+    OPTIONS = MILP_OPTIONS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.options["solver"] not in SOLVERS:
-            raise VfbenchError(f"verifier {self.name}: solver {self.options['solver']!r} is not "
-                               f"one of {SOLVERS}")
-        if self.options["bounds"] not in ("crown", "alpha_crown"):
-            raise VfbenchError(f"verifier {self.name}: bounds must be 'crown' or 'alpha_crown'")
         make_solver(self.options["solver"], 1, self.options["mip_gap"])  # available?
         self.form = piecewise_linear_form(self.model)
 

@@ -1,4 +1,4 @@
-"""The verification record: one per (image, eps, verifier), as DESIGN fixes it, and its files.
+"""The verification record: one per (image, eps, verifier), as docs/design.md fixes it; its files.
 
 Shards append records to a JSON-lines journal as each image finishes (flushed and fsync'd), so a
 killed shard loses at most the image it was on; an interrupted last line is ignored.

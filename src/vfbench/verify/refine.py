@@ -16,8 +16,7 @@ import torch
 
 from vfbench.properties import Property
 from vfbench.verify.base import Decision
-
-REFINE_STEPS = 20
+from vfbench.verify.options import REFINE_STEPS
 
 
 def _slack(prop: Property, y: torch.Tensor) -> torch.Tensor:

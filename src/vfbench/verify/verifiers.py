@@ -7,8 +7,9 @@ verifiers (branch and bound, MILP, external VNN-COMP tools) subclass
 ``vfbench.verify.base.Verifier`` in their own modules (which must not import this one) and are
 imported and listed in ``VERIFIERS`` below.
 
-A config entry is ``{method: <VERIFIERS key>, only_arch: [...], ...options}``;
-``resolve_verifier_entry`` checks it (unknown method or option -> VfbenchError).
+A config entry is ``{method: <VERIFIERS key>, only_arch: [...], timeout: s, ...options}``;
+``resolve_verifier_entry`` checks it against the light declarations of
+``vfbench.verify.options`` (unknown method, option or value -> VfbenchError).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from typing import Any
 
 import torch
 
-from vfbench.errors import VfbenchError
 from vfbench.verify import lirpa
+from vfbench.verify import options as options_module
 from vfbench.verify.bab import BabVerifier
-from vfbench.verify.base import Decision, Verifier, check_options
+from vfbench.verify.base import Decision, Verifier
 from vfbench.verify.marabou import MarabouVerifier
 from vfbench.verify.milp import MilpVerifier
+from vfbench.verify.options import ALPHA_CROWN_OPTIONS
 from vfbench.verify.vnncomp import VnnCompVerifier
 
 
@@ -67,7 +69,7 @@ class AlphaCrownVerifier(BoundVerifier):
     optimize_intermediate)."""
 
     BOUND_METHOD = "alpha_crown"
-    DEFAULTS = dict(lirpa.ALPHA_DEFAULTS)
+    OPTIONS = ALPHA_CROWN_OPTIONS
 
     def bound_options(self) -> dict:
         return {k: self.options[k] for k in lirpa.ALPHA_DEFAULTS}
@@ -83,25 +85,9 @@ VERIFIERS: dict[str, type[Verifier]] = {
     "marabou": MarabouVerifier,
 }
 
-# Keys of a config entry that are the workflow's, not the verifier's.
-WORKFLOW_KEYS = ("method", "only_arch")
-
-
-def verifier_defaults(method: str) -> dict[str, Any]:
-    """Every option of ``method`` with its default (what a config entry may set)."""
-    return check_options(_verifier_class(method), {}, f"verifier {method!r}")
 
 
 def resolve_verifier_entry(entry: dict) -> tuple[type[Verifier], dict[str, Any]]:
     """A config entry -> (class, options with defaults filled in)."""
-    if not isinstance(entry, dict) or "method" not in entry:
-        raise VfbenchError(f"a verifier entry needs a 'method' (one of {sorted(VERIFIERS)})")
-    cls = _verifier_class(entry["method"])
-    options = {k: v for k, v in entry.items() if k not in WORKFLOW_KEYS}
-    return cls, check_options(cls, options, f"verifier {entry['method']!r}")
-
-
-def _verifier_class(method: str) -> type[Verifier]:
-    if method not in VERIFIERS:
-        raise VfbenchError(f"unknown verifier method {method!r}; known: {sorted(VERIFIERS)}")
-    return VERIFIERS[method]
+    method, options = options_module.resolve_verifier_entry(entry)
+    return VERIFIERS[method], options

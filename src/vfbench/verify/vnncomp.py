@@ -40,25 +40,15 @@ import torch
 from vfbench.errors import VfbenchError
 from vfbench.properties import Property, robustness_property
 from vfbench.verify.base import Decision, Verifier
-from vfbench.verify.refine import REFINE_STEPS, external_counterexample
+from vfbench.verify.options import VNNCOMP_OPTIONS, defaults_of
+from vfbench.verify.refine import external_counterexample
 from vfbench.vnnlib import vnnlib_text
 
 SCRIPTS = ("prepare_instance.sh", "run_instance.sh")
 RESULTS = {"unsat": "verified", "holds": "verified", "sat": "falsified", "violated": "falsified",
            "timeout": "timeout", "timed-out": "timeout", "unknown": "unknown"}
-# tool: the folder with the scripts; category: the benchmark name passed to them;
-# prepare_timeout_s: limit on prepare_instance.sh; grace_s: how long run_instance.sh may overrun
-# the image's timeout before it is killed (tools take a while to write their result); env:
-# variables added to the tools' environment; refine_steps: PGD steps from a tool's point that
-# onnxruntime does not confirm.
-VNNCOMP_DEFAULTS: dict[str, Any] = {
-    "tool": None,
-    "category": "vfbench",
-    "prepare_timeout_s": 600,
-    "grace_s": 15,
-    "env": {},
-    "refine_steps": REFINE_STEPS,
-}
+# Options and their defaults: vfbench.verify.options.VNNCOMP_OPTIONS (checked at start-up).
+VNNCOMP_DEFAULTS: dict[str, Any] = defaults_of(VNNCOMP_OPTIONS)
 
 _NUMBER = r"(\(\s*-\s*[^\s()]+\s*\)|[^\s()]+)"
 _ASSIGNMENT = re.compile(r"\(\s*(?:define-fun\s+)?([XY])_(\d+)\s+(?:\(\s*\)\s+Real\s+)?"
@@ -111,13 +101,10 @@ def parse_result(text: str, input_size: int, where: str = "result file") -> Tool
 class VnnCompVerifier(Verifier):
     """An external tool through its VNN-COMP scripts (options: VNNCOMP_DEFAULTS)."""
 
-    DEFAULTS = dict(VNNCOMP_DEFAULTS)
+    OPTIONS = VNNCOMP_OPTIONS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not self.options["tool"]:
-            raise VfbenchError(f"verifier {self.name}: option 'tool' (the folder with "
-                               f"{' and '.join(SCRIPTS)}) is required")
         self.tool = Path(self.options["tool"]).expanduser().resolve()
         for script in SCRIPTS:
             path = self.tool / script

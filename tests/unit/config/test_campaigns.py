@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from vfbench.config import expand_models, load_config
-from vfbench.plots import plot_entries
+from vfbench.report_entries import plot_entries, table_entries
 from vfbench.results import parse_model_id
-from vfbench.tables import labelled, row_spec, table_entries
+from vfbench.tables import labelled, row_spec
 
 CAMPAIGNS = sorted((Path(__file__).resolve().parents[3] / "config" / "campaigns").glob("*.yaml"))
 

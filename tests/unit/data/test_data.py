@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -208,7 +209,7 @@ def test_official_files_are_in_load_order_with_sha256(tmp_path):
         assert [p.name for p in found] == list(remote.files), name
         for known in remote.files.values():
             alg, _, digest = known.partition(":")
-            assert alg == "sha256" and len(digest) == 64 and int(digest, 16) >= 0
+            assert alg == "sha256" and re.fullmatch(r"[0-9a-f]{64}", digest), known
         assert all(m.startswith(("http://", "https://")) for m in remote.mirrors)
     assert {n for n, e in DATASETS.items() if e["source"] == "download"} == set(DOWNLOADS)
 

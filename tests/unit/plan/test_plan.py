@@ -53,10 +53,23 @@ def test_jobs_images_and_gpu_hours_of_a_small_campaign():
 
 
 def test_shard_runtime_covers_every_image_timing_out():
-    config = validate_config(campaign(images=10, shard_size=4, timeout_s=600))
-    full, last = shard_runtime_minutes(config, 0), shard_runtime_minutes(config, 2)
+    config = validate_config(campaign(images=10, shard_size=4))
+    full, last = shard_runtime_minutes(config, 0, 600), shard_runtime_minutes(config, 2, 600)
     assert full >= 4 * 600 / 60 and last >= 2 * 600 / 60
     assert full > last
+
+
+def test_a_verifier_timeout_overrides_the_campaigns():
+    """Per-verifier timeouts: the GPU-hour bound and the shards' wall time follow each
+    verifier's own timeout; the others keep the campaign's."""
+    config = campaign()
+    config["verify"]["verifiers"]["ibp"]["timeout"] = 360
+    plan = make_plan(validate_config(config))
+    assert plan.timeouts_s == {"crown": 36, "ibp": 360}
+    # crown: 7 runs (net1 a: 2 eps, b: 3; cnn_4layer: 2) at 36 s; ibp: 5 runs (net1) at 360 s
+    assert plan.gpu_hours_bound == pytest.approx(10 * (7 * 36 + 5 * 360) / 3600)
+    crown_only = make_plan(validate_config(campaign()))
+    assert plan.shard_minutes > crown_only.shard_minutes
 
 
 def without_tables_and_plots(path: Path) -> Path:

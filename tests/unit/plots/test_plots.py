@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vfbench import plots
+from vfbench import plots, report_entries
 from vfbench.errors import VfbenchError
 from vfbench.io import write_json
 from vfbench.results import load_results_from_paths, parse_model_id
@@ -93,7 +93,7 @@ def test_unstable_by_site_axes_follow_what_records_hold(tmp_path):
     for as_indices, xlabel in ((True, "unstable images"), (False, "unstable neurons per image")):
         results = load_results_from_paths(CONFIG, **write_campaign(
             tmp_path / str(as_indices), as_indices))
-        options = plots.PLOT_DEFAULTS["unstable_by_site"]
+        options = report_entries.PLOT_DEFAULTS["unstable_by_site"]
         fig = plots.PLOTS["unstable_by_site"](results, options)
         titled = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
         assert set(titled) == {"body.1", "body.3", "overall"}
@@ -103,7 +103,7 @@ def test_unstable_by_site_axes_follow_what_records_hold(tmp_path):
 
 def test_lower_bounds_bars_per_transform(tmp_path):
     results = load_results_from_paths(CONFIG, **write_campaign(tmp_path, True))
-    fig = plots.PLOTS["lower_bounds"](results, plots.PLOT_DEFAULTS["lower_bounds"])
+    fig = plots.PLOTS["lower_bounds"](results, report_entries.PLOT_DEFAULTS["lower_bounds"])
     ax = fig.axes[0]
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
     # mean of -10*scale + i over i = 0..5 (the misclassified image has no bound)
@@ -112,28 +112,28 @@ def test_lower_bounds_bars_per_transform(tmp_path):
 
 def test_grafting_masks_need_shape_and_mask(tmp_path):
     results = load_results_from_paths(CONFIG, **write_campaign(tmp_path, True))
-    fig = plots.PLOTS["grafting_masks"](results, plots.PLOT_DEFAULTS["grafting_masks"])
+    fig = plots.PLOTS["grafting_masks"](results, report_entries.PLOT_DEFAULTS["grafting_masks"])
     titled = {ax.get_title(): ax for ax in fig.axes}
     # every grafted neuron's (a, b) as a point (the first 8 neurons are the grafted ones)
     points = titled["body.1 (8/32)"].collections[0].get_offsets()
     np.testing.assert_allclose(points[:, 0], np.linspace(0.1, 0.3, 32)[:8])
     results.reports[parse_model_id(GRAFT)]["sites"]["body.3"]["mask"] = [1, 0]
     with pytest.raises(VfbenchError, match="body.3.*16 values"):
-        plots.PLOTS["grafting_masks"](results, plots.PLOT_DEFAULTS["grafting_masks"])
+        plots.PLOTS["grafting_masks"](results, report_entries.PLOT_DEFAULTS["grafting_masks"])
 
 
 def test_unknown_plot_is_an_error():
     with pytest.raises(VfbenchError, match="plots.pie: unknown layout"):
-        plots.plot_entries({"plots": ["pie"]})
+        report_entries.plot_entries({"plots": ["pie"]})
     with pytest.raises(VfbenchError, match="unknown options"):
-        plots.check_plot_entry("time_threshold", {"colour": 1})
+        report_entries.check_plot_entry("time_threshold", {"colour": 1})
 
 
 def test_an_empty_plots_block_asks_for_no_figure():
-    assert plots.plot_entries({"plots": {}}) == {}
-    assert plots.plot_entries({"plots": []}) == {}
+    assert report_entries.plot_entries({"plots": {}}) == {}
+    assert report_entries.plot_entries({"plots": []}) == {}
     for config in ({}, {"plots": None}):
-        assert list(plots.plot_entries(config)) == plots.DEFAULT_PLOTS
+        assert list(report_entries.plot_entries(config)) == report_entries.DEFAULT_PLOTS
 
 
 def test_plots_cli(tmp_path):

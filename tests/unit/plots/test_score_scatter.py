@@ -10,10 +10,13 @@ import pytest
 from vfbench.data import Dataset
 from vfbench.io import write_json
 from vfbench.models import build_model, site_names
-from vfbench.plots import PLOT_DEFAULTS, PLOTS, quadrant_counts
+from vfbench.plots import PLOTS, quadrant_counts
+from vfbench.report_entries import PLOT_DEFAULTS
 from vfbench.results import load_results_from_paths
-from vfbench.transforms import TRANSFORMS, needs_scores, resolve_transform_entry
-from vfbench.transforms.scores import compute_score, load_scores, parse_score_id, save_scores
+from vfbench.transforms import needs_scores, resolve_transform_entry
+from vfbench.transforms.methods import TRANSFORMS
+from vfbench.transforms.score_specs import parse_score_id
+from vfbench.transforms.scores import compute_score, load_scores, save_scores
 from vfbench.transforms.selection import SiteLayout, rank_normalise
 
 BASE = ("syn", "cnn_4layer", "natural")

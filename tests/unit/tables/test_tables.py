@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vfbench import tables
+from vfbench import report_entries, tables
 from vfbench.errors import VfbenchError
 from vfbench.io import write_json
 from vfbench.results import load_results_from_paths
@@ -22,7 +22,7 @@ CONFIG = {
     "campaign": "unit",
     "verify": {"eps": [0.02, 0.05], "timeout_s": 10, "images": 5, "unstable_bound": "crown",
                "verifiers": {"crown": {"method": "crown"},
-                             "bab": {"method": "bab", "timeout_s": 20}}},
+                             "bab": {"method": "bab", "timeout": 20}}},
     "tables": {"summary": {}},
 }
 A = "mnist/net1/natural/none"
@@ -80,9 +80,8 @@ def results(campaign):
 
 
 def build(results, layout, **options):
-    name, (layout, opts) = next(iter(tables.resolve_entries(
-        {"t": {"layout": layout, **options}}, tables.TABLES, tables.TABLE_DEFAULTS,
-        "tables").items()))
+    name, (layout, opts) = next(iter(report_entries.resolve_entries(
+        {"t": {"layout": layout, **options}}, report_entries.TABLE_DEFAULTS, "tables").items()))
     return tables.TABLES[layout](results, opts)
 
 
@@ -264,22 +263,22 @@ def test_default_layouts_build_on_a_campaign_that_ran_none_of_their_models(resul
 
 
 def test_an_empty_tables_block_asks_for_no_table():
-    assert tables.table_entries({"tables": {}}) == {}
-    assert tables.table_entries({"tables": []}) == {}
+    assert report_entries.table_entries({"tables": {}}) == {}
+    assert report_entries.table_entries({"tables": []}) == {}
     for config in ({}, {"tables": None}):
-        assert list(tables.table_entries(config)) == ["summary"]
+        assert list(report_entries.table_entries(config)) == ["summary"]
 
 
 def test_entries_validate_layouts_and_options():
     with pytest.raises(VfbenchError, match="tables.x: unknown layout 'x'"):
-        tables.resolve_entries({"x": {}}, tables.TABLES, tables.TABLE_DEFAULTS, "tables")
+        report_entries.resolve_entries({"x": {}}, report_entries.TABLE_DEFAULTS, "tables")
     with pytest.raises(VfbenchError, match=r"unknown options \['colour'\]"):
-        tables.check_table_entry("summary", {"colour": "red"})
-    entries = tables.table_entries({"tables": {"fmnist_t4": {"layout": "paper001_table1",
+        report_entries.check_table_entry("summary", {"colour": "red"})
+    entries = report_entries.table_entries({"tables": {"fmnist_t4": {"layout": "paper001_table1",
                                                               "dataset": "fmnist"}}})
     assert entries["fmnist_t4"][0] == "paper001_table1"
     assert entries["fmnist_t4"][1]["dataset"] == "fmnist"
-    assert tables.table_entries({})["summary"][0] == "summary"
+    assert report_entries.table_entries({})["summary"][0] == "summary"
 
 
 def test_writer_renders_csv_markdown_latex_and_provenance(results, tmp_path):

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from vfbench.errors import VfbenchError
+from vfbench.loss_options import resolve_loss_options
 from vfbench.losses import (
     Batch,
     _hidden_layer_weights,
@@ -20,7 +21,6 @@ from vfbench.losses import (
     neuron_behaviour_consistency,
     relu_stability_term,
     relu_stable_loss,
-    resolve_loss_options,
     uniform_in_ball,
 )
 from vfbench.models import GraftedReLU, build_model, set_site, site_shapes

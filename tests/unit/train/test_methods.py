@@ -4,7 +4,8 @@ network's neurons more consistent inside the ball than natural training does."""
 import pytest
 import torch
 
-from vfbench.losses import LOSSES, Batch, mean_nbc, resolve_loss_options
+from vfbench.loss_options import resolve_loss_options
+from vfbench.losses import LOSSES, Batch, mean_nbc
 from vfbench.train import train_model
 
 ADAM = {"name": "adam", "lr": 1e-2}

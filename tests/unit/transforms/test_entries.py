@@ -3,7 +3,8 @@
 import pytest
 
 from vfbench.errors import VfbenchError
-from vfbench.transforms import DEFAULTS, TRANSFORMS, needs_scores, resolve_transform_entry
+from vfbench.transforms import DEFAULTS, needs_scores, resolve_transform_entry
+from vfbench.transforms.methods import TRANSFORMS
 
 
 def test_every_method_has_its_options_and_resolving_is_idempotent():

@@ -9,9 +9,10 @@ import torch
 
 from vfbench.export import export_onnx
 from vfbench.models import GraftedReLU, get_site, site_names
-from vfbench.transforms import TRANSFORMS
 from vfbench.transforms.graft import gradual_counts, install_grafts
-from vfbench.transforms.scores import ScoreSet, ScoreSpec, instability_counts
+from vfbench.transforms.methods import TRANSFORMS
+from vfbench.transforms.score_specs import ScoreSpec
+from vfbench.transforms.scores import ScoreSet, instability_counts
 from vfbench.transforms.selection import SiteLayout
 
 EPS = 0.05

@@ -8,8 +8,8 @@ import pytest
 from vfbench.errors import VfbenchError
 from vfbench.io import load_checkpoint, save_checkpoint
 from vfbench.models import build_model, count_parameters
-from vfbench.transforms import TRANSFORMS
 from vfbench.transforms.entries import preset_rho
+from vfbench.transforms.methods import TRANSFORMS
 
 
 def _run(method, base, dataset, **options):

