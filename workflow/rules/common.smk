@@ -104,6 +104,15 @@ def eval_outputs():
     return [f"{RESULTS}/eval/{m.id}/metrics.json" for m in MODELS]
 
 
+def spec_models(wildcards):
+    """fgsm_agreement picks the images from every campaign model of the dataset (the variants
+    whose FGSM outcomes must agree), so the specs wait for them; the other selections need none."""
+    if config["verify"]["image_selection"] != "fgsm_agreement":
+        return []
+    return [f"{RESULTS}/models/{m.id}/folded.pt" for m in MODELS
+            if m.dataset == wildcards.dataset]
+
+
 def score_paths(base_id, transform):
     entry = resolve_transform_entry(config["transform"][transform])
     return [f"{RESULTS}/models/{base_id}/scores/{score}.npz" for score in needs_scores(entry)]

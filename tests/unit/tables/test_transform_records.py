@@ -13,6 +13,7 @@ import torch
 
 from vfbench import tables
 from vfbench.io import read_json, write_json
+from vfbench.report_entries import TABLE_DEFAULTS
 from vfbench.results import load_results_from_paths
 
 SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
@@ -62,7 +63,7 @@ CONFIG = {"campaign": "unit", "verify": {"eps": [0.1], "verifiers": {"crown": {"
 def test_training_time_is_base_plus_transform_seconds(written):
     results = load_results_from_paths(CONFIG, train=[written / "base.json"],
                                       transform=[written / "wp" / "report.json"])
-    options = {**tables.TABLE_DEFAULTS["paper000_table6"], "train": "natural",
+    options = {**TABLE_DEFAULTS["paper000_table6"], "train": "natural",
                "methods": {"Baseline": "none", "WP": "wp"}}
     frame = tables.TABLES["paper000_table6"](results, options)
     column = ("net1, tiny", "Training Time (h)")
@@ -82,7 +83,7 @@ def test_paper002_table4_sizes_per_network(written):
             "--device", "cpu", "--threads", "1")
     results = load_results_from_paths(CONFIG, transform=[written / "none" / "report.json",
                                                          written / "wp" / "report.json"])
-    options = {**tables.TABLE_DEFAULTS["paper002_table4"], "bases": {"NET1": "net1"},
+    options = {**TABLE_DEFAULTS["paper002_table4"], "bases": {"NET1": "net1"},
                "rows": [["SET1", "Baseline", "natural/none"], ["SET1", "WP", "natural/wp"],
                         ["SET1", "NP", "natural/np"]]}
     frame = tables.TABLES["paper002_table4"](results, options)
