@@ -135,7 +135,19 @@ def verify_instance(onnx_path: str | os.PathLike, vnnlib_path: str | os.PathLike
     file, counts that do not match) is a VfbenchError; a verifier failing on the instance is
     an ``error`` result naming why."""
     start = time.perf_counter()
-    onnx_path = _plain_onnx(onnx_path)
+    plain = _plain_onnx(onnx_path)
+    try:
+        result = _verify(plain, vnnlib_path, method, options, timeout_s, start)
+    finally:
+        if plain != str(onnx_path):
+            os.unlink(plain)
+    result.time_s = time.perf_counter() - start
+    if result.result != "error" and result.time_s > timeout_s:
+        result = InstanceResult("timeout", result.time_s)
+    return result
+
+
+def _verify(onnx_path: str, vnnlib_path, method, options, timeout_s, start) -> InstanceResult:
     input_shape, num_outputs = _model_io(onnx_path)
     props = read_vnnlib(vnnlib_path, input_shape, num_outputs)
     cls, resolved = resolve_verifier_entry({"method": method, **(options or {})})
@@ -155,9 +167,6 @@ def verify_instance(onnx_path: str | os.PathLike, vnnlib_path: str | os.PathLike
             result = _via_wrapper(onnx_path, props, cls, resolved, method, deadline, ort, confirm)
     except VfbenchError as exc:
         result = InstanceResult("error", 0.0, error=str(exc))
-    result.time_s = time.perf_counter() - start
-    if result.result != "error" and result.time_s > timeout_s:
-        result = InstanceResult("timeout", result.time_s)
     return result
 
 

@@ -51,7 +51,7 @@ def _quiet_stdout():
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
-            with contextlib.redirect_stdout(open(os.devnull, "w")):
+            with contextlib.redirect_stdout(null):
                 yield
     finally:
         sys.stdout.flush()
