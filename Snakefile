@@ -45,6 +45,7 @@ localrules:
     fetch_data,
     make_specs,
     make_instances,
+    specs_package,
     merge_verify,
     tables,
     plots,
@@ -58,3 +59,4 @@ rule all:
         verify_outputs(),  # also when the campaign asks for no table or figure
         eval_outputs(),
         expand(f"{RESULTS}/specs/{{model}}/instances.csv", model=[m.id for m in MODELS]),
+        f"{RESULTS}/specs/generate_properties.py",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -222,14 +223,38 @@ def read_images_csv(path: str | os.PathLike) -> list[dict]:
         raise VfbenchError(f"{path}: not a vfbench images.csv ({exc})") from exc
 
 
-def write_instances(onnx_path, images_csvs: list, timeout_s: float, root, out_csv) -> None:
-    """VNN-COMP instances.csv (no header: onnx,vnnlib,timeout), paths relative to ``root``."""
+# VNN-COMP's rule: the timeouts of one benchmark's instances add up to at most 6 hours
+MAX_BENCHMARK_TIMEOUT_S = 6 * 3600
+
+
+def write_instances(onnx_path, images_csvs: list, timeout_s: float, root, out_csv) -> int:
+    """VNN-COMP instances.csv (no header: onnx,vnnlib,timeout), paths relative to ``root``; one
+    model's instances.csv is one benchmark. Returns how many images of each eps it lists.
+
+    When images x eps x timeout exceeds MAX_BENCHMARK_TIMEOUT_S, only the first
+    floor(6 h / (eps x timeout)) images of each eps (in the recorded selection's order) are
+    listed (a warning on stderr says so); if not even one image fits, a VfbenchError, no file."""
     root = Path(root)
+    per_eps = [(Path(images_csv).parent / "vnnlib", read_images_csv(images_csv))
+               for images_csv in images_csvs]
+    keep = max(len(rows) for _, rows in per_eps)
+    total_s = sum(len(rows) for _, rows in per_eps) * timeout_s
+    if total_s > MAX_BENCHMARK_TIMEOUT_S:
+        keep = int(MAX_BENCHMARK_TIMEOUT_S // (len(per_eps) * timeout_s))
+        if keep == 0:
+            raise VfbenchError(
+                f"{out_csv}: {len(per_eps)} eps x timeout {timeout_s:g} s exceeds VNN-COMP's "
+                f"{MAX_BENCHMARK_TIMEOUT_S / 3600:g} h per benchmark even for one image; lower "
+                f"verify.timeout_s or the eps list")
+        print(f"warning: {out_csv}: {sum(len(r) for _, r in per_eps)} properties x "
+              f"{timeout_s:g} s = {total_s / 3600:.3g} h > VNN-COMP's "
+              f"{MAX_BENCHMARK_TIMEOUT_S / 3600:g} h per benchmark: listing the first {keep} "
+              f"images of each of the {len(per_eps)} eps", file=sys.stderr)
     rows = []
-    for images_csv in images_csvs:
-        folder = Path(images_csv).parent / "vnnlib"
-        for row in read_images_csv(images_csv):
+    for folder, images in per_eps:
+        for row in images[:keep]:
             rows.append([os.path.relpath(onnx_path, root),
                          os.path.relpath(folder / row["vnnlib"], root), f"{timeout_s:g}"])
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
         csv.writer(fh).writerows(rows)
+    return keep

@@ -106,6 +106,7 @@ def make_plan(config: dict) -> Plan:
         "evaluate": n_models,
         "make_specs": len(specs),
         "make_instances": n_models,
+        "specs_package": 1,
         "verify_shard": len(merged) * shards,
         "merge_verify": len(merged),
         # one job each, none when the campaign asks for no table / figure (no outputs, no target)

@@ -113,6 +113,23 @@ def spec_models(wildcards):
             if m.dataset == wildcards.dataset]
 
 
+def specs_package_layout():
+    """What make_specs and make_instances are given, paths relative to RESULTS: the record from
+    which specs/generate_properties.py rebuilds their files."""
+    datasets = sorted({m.dataset for m in MODELS})
+    return {
+        "specs": [{"data": f"data/{d}.npz", "eps": format_eps(e),
+                   "images_csv": f"specs/{d}/eps{format_eps(e)}/images.csv"}
+                  for d in datasets
+                  for e in sorted({e for m in MODELS if m.dataset == d for e in m.eps})],
+        "instances": [{"onnx": f"onnx/{m.id}.onnx",
+                       "images_csvs": [f"specs/{m.dataset}/eps{format_eps(e)}/images.csv"
+                                       for e in m.eps],
+                       "timeout_s": config["verify"]["timeout_s"],
+                       "out": f"specs/{m.id}/instances.csv"} for m in MODELS],
+    }
+
+
 def score_paths(base_id, transform):
     entry = resolve_transform_entry(config["transform"][transform])
     return [f"{RESULTS}/models/{base_id}/scores/{score}.npz" for score in needs_scores(entry)]

@@ -74,3 +74,20 @@ rule make_instances:
     shell:
         "{params.cmd} --onnx {input.onnx} --images {input.images}"
         " --timeout {params.timeout} --root {params.root} --out {output} 2> {log}"
+
+
+rule specs_package:
+    input:
+        images=lambda wc: [f"{RESULTS}/{e['images_csv']}" for e in specs_package_layout()["specs"]],
+        instances=lambda wc: [f"{RESULTS}/{e['out']}"
+                              for e in specs_package_layout()["instances"]],
+    output:
+        package=f"{RESULTS}/specs/package.json",
+        script=f"{RESULTS}/specs/generate_properties.py",
+    params:
+        cmd=script("make_specs_package"),
+        layout=lambda wc: json_param(specs_package_layout()),
+    log:
+        f"{RESULTS}/logs/specs_package.log",
+    shell:
+        "{params.cmd} --root {RESULTS} --layout-json {params.layout} 2> {log}"
