@@ -122,7 +122,7 @@ def test_every_job_completes_on_slurm_and_is_in_sacct(campaign):
     assert len(rules) == SHARDS + 3, rules
     # light steps run in the main process, not as cluster jobs
     assert local_rules_run(output) == ["fetch_data", "make_instances", "make_specs",
-                                       "merge_verify", "plots", "tables"]
+                                       "merge_verify", "plots", "specs_package", "tables"]
     # The profile keeps the logs of successful jobs too.
     assert len(list((workdir / "logs/slurm/rule_verify_shard").rglob("*.log"))) == SHARDS
     records = pd.read_parquet(results(workdir) / f"verify/{MODEL}/crown/eps{EPS}.parquet")
