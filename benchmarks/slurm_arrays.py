@@ -56,7 +56,8 @@ exit $rc
 
 def make_shims(folder: Path, log: Path) -> None:
     """sbatch, squeue, sacct, scancel that log each call's start, end and exit status."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
     for name in ("sbatch", "squeue", "sacct", "scancel"):
         real = shutil.which(name)
         if real is None:
@@ -97,7 +98,10 @@ def measure(workdir: Path, mode: str, shards: int, watch_s: float) -> dict:
            "--set-resources", "verify_shard:slurm_extra='--hold'", *MODES[mode]]
     output = open(workdir / f"snakemake-{mode.replace('/', '_')}.out", "w")
     start = time.time()
-    run = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT)
+    # SIGINT as on a terminal, also when this script runs in the background (where the shell
+    # starts it with SIGINT ignored, and Snakemake would then ignore the Ctrl-C below)
+    run = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     hint = f"rule_verify_shard_wildcards_{MODEL.replace('/', '_')}"
     all_queued = None
     while time.time() - start < 600 and run.poll() is None:
