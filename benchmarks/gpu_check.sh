@@ -41,14 +41,10 @@ install_hint() {
     report "(or build the venv with: make venv TORCH_INDEX=$CUDA_INDEX)"
 }
 
-if [[ -z $PY ]] || ! "$PY" -c "import torch" 2>/dev/null; then
-    report "SKIPPED: no python with torch (tried \$VFBENCH_PYTHON, .venv/bin/python, python3)."
-    install_hint
-    exit 77
-fi
-
-# torch build, CUDA runtime, device: one line of key=value
-PROBE=$("$PY" - <<'EOF'
+# torch build, CUDA runtime, device: one line of key=value (empty: no python with torch)
+PROBE=""
+if [[ -n $PY ]]; then
+    PROBE=$("$PY" - 2>/dev/null <<'EOF'
 import torch
 ok = torch.version.cuda is not None and torch.cuda.is_available()
 name = torch.cuda.get_device_name(0) if ok else "-"
@@ -57,6 +53,12 @@ print(f"torch={torch.__version__} cuda={torch.version.cuda} available={ok} "
       f"device={name.replace(' ', '_')} memory_gib={mem}")
 EOF
 )
+fi
+if [[ $PROBE != torch=* ]]; then
+    report "SKIPPED: no python with torch (tried \$VFBENCH_PYTHON, .venv/bin/python, python3: ${PY:-none})."
+    install_hint
+    exit 77
+fi
 report "environment: python $PY; $PROBE; $(nproc) CPUs"
 if command -v nvidia-smi >/dev/null; then
     report "nvidia-smi: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
