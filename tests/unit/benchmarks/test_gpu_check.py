@@ -38,3 +38,41 @@ def test_without_torch_it_says_so(tmp_path):
     result, report = run_check(tmp_path, str(fake))
     assert result.returncode == 77
     assert "no python with torch" in report and "pip install torch==" in report
+
+
+FAKE_CUDA_PYTHON = """#!/bin/sh
+# A python that claims CUDA: answers the probe, logs every other call; {fail} fails.
+if [ "$1" = "-" ]; then
+    cat >/dev/null
+    echo "torch=2.13.0+cu126 cuda=12.6 available=True device=FAKE_GPU memory_gib=139"
+    exit 0
+fi
+echo "$@" >> "{log}"
+case "$*" in *{fail}*) exit 3 ;; esac
+exit 0
+"""
+
+
+@pytest.mark.parametrize("fail", ["nothing-fails", "benchmarks/verify.py"])
+def test_with_cuda_every_step_runs_and_is_reported(tmp_path, fail):
+    """The steps' wiring, with a stand-in python (nothing real runs): each step is called with
+    CUDA, reported, and a failing one makes the script fail and name it."""
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_CUDA_PYTHON.format(log=log, fail=fail))
+    fake.chmod(0o755)
+    result, report = run_check(tmp_path, str(fake))
+    calls = log.read_text()
+    assert "-m pytest -m gpu" in calls
+    assert "benchmarks/verify.py --device cuda" in calls
+    assert "benchmarks/bab_batch.py --device cuda" in calls
+    assert "-m snakemake -s Snakefile --profile profiles/local" in calls
+    steps = ("gpu_tests", "verify_cuda", "bab_batch_cuda", "campaign_cuda")
+    if fail == "nothing-fails":
+        assert result.returncode == 0, report
+        assert all(f"- {step}: passed" in report for step in steps), report
+        assert "All steps passed" in report
+    else:
+        assert result.returncode == 1, report
+        assert "- verify_cuda: FAILED (exit 3)" in report
+        assert "FAILED steps: verify_cuda" in report
