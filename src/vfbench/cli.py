@@ -13,9 +13,12 @@ from vfbench.errors import VfbenchError
 
 def plan_command(args: argparse.Namespace) -> None:
     from vfbench.config import load_config
-    from vfbench.plan import format_plan, make_plan
+    from vfbench.plan import format_plan, make_plan, measure_plan
 
-    plan = make_plan(load_config(args.config))
+    config = load_config(args.config)
+    plan = make_plan(config)
+    if args.measured:
+        measure_plan(plan, config, args.measured)
     if args.json:
         print(json.dumps({**asdict(plan), "total_jobs": plan.total_jobs,
                           "gpu_hours_bound": plan.gpu_hours_bound}, indent=2))
@@ -35,6 +38,10 @@ def add_plan_parser(subparsers) -> None:
     parser.add_argument("--list-outputs", action="store_true",
                         help="list every expected output path, not only counts")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--measured", metavar="RESULTS",
+                        help="a finished campaign's results folder (e.g. results/default): add "
+                        "its measured seconds per image per arch/verifier and the hours they "
+                        "predict for this campaign")
     parser.set_defaults(handler=plan_command)
 
 

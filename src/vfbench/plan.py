@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vfbench.config import (
     expand_models,
@@ -20,6 +21,7 @@ from vfbench.config import (
     verifier_specs,
     verifiers_for,
 )
+from vfbench.errors import VfbenchError
 
 TABLE_FORMATS = ("csv", "md", "tex")
 
@@ -46,6 +48,11 @@ class Plan:
     jobs: dict[str, int] = field(default_factory=dict)  # rule -> jobs, in DAG order
     shard_minutes: int = 0  # runtime requested by all verification shards together
     outputs: dict[str, list[str]] = field(default_factory=dict)  # kind -> paths
+    # "arch/verifier" -> {"images", "mean_s"} measured in a finished campaign (measure_plan)
+    measured: dict[str, dict] = field(default_factory=dict)
+    measured_from: str | None = None
+    estimated_hours: float | None = None  # measured means where known, the timeout elsewhere
+    unmeasured: list[str] = field(default_factory=list)  # "arch/verifier" without a figure
 
     @property
     def total_jobs(self) -> int:
@@ -128,6 +135,47 @@ def make_plan(config: dict) -> Plan:
     return plan
 
 
+def measured_seconds(results: str | Path) -> dict[str, dict]:
+    """Seconds per image of each model class ("arch/verifier") in a finished campaign's merged
+    records (``<results>/verify/<dataset>/<arch>/<train>/<transform>/<verifier>/eps*.parquet``),
+    over every image tried (misclassified and error records included: they cost time too)."""
+    import pandas as pd
+
+    root = Path(results) / "verify"
+    paths = sorted(root.glob("*/*/*/*/*/eps*.parquet"))
+    if not paths:
+        raise VfbenchError(f"{results}: no merged verification records "
+                           f"(verify/<dataset>/<arch>/<train>/<transform>/<verifier>/eps*.parquet)"
+                           "; is it a finished campaign's results folder?")
+    seconds: dict[str, list[float]] = {}
+    for path in paths:
+        arch, verifier = path.relative_to(root).parts[1], path.parent.name
+        times = pd.read_parquet(path, columns=["time_s"])["time_s"].dropna()
+        seconds.setdefault(f"{arch}/{verifier}", []).extend(times.tolist())
+    return {key: {"images": len(values), "mean_s": sum(values) / len(values)}
+            for key, values in sorted(seconds.items()) if values}
+
+
+def measure_plan(plan: Plan, config: dict, results: str | Path) -> Plan:
+    """Add to ``plan`` the per-image seconds measured in the finished campaign at ``results``
+    and the verification hours they predict for this config (where a model class was not
+    measured, its images count at the timeout, as in the bound)."""
+    plan.measured = measured_seconds(results)
+    plan.measured_from = str(results)
+    seconds, missing = 0.0, set()
+    for m in expand_models(config):
+        for verifier in verifiers_for(config, m.arch):
+            key, timeout_s = f"{m.arch_part}/{verifier}", plan.timeouts_s[verifier]
+            per_image = plan.measured.get(key, {}).get("mean_s")
+            if per_image is None:
+                missing.add(key)
+                per_image = timeout_s
+            seconds += len(m.eps) * plan.images * min(per_image, timeout_s)
+    plan.estimated_hours = seconds / 3600
+    plan.unmeasured = sorted(missing)
+    return plan
+
+
 def format_plan(plan: Plan, source: str, list_outputs: bool = False) -> str:
     """The human-readable plan that `vfbench plan` prints."""
     width = max(len(rule) for rule in plan.jobs)
@@ -144,6 +192,17 @@ def format_plan(plan: Plan, source: str, list_outputs: bool = False) -> str:
         + ", ".join(f"{v} {s:g} s" for v, s in plan.timeouts_s.items())
         + f" = at most {plan.gpu_hours_bound:,.1f} GPU-hours (every image to its timeout)",
         f"verification shards request {plan.shard_minutes / 60:,.1f} h of wall time in all",
+    ]
+    if plan.estimated_hours is not None:
+        lines += [
+            f"measured in {plan.measured_from} (mean seconds per image):",
+            *(f"  {key:<{width + 12}}  {m['mean_s']:8.2f} s  over {m['images']:,} images"
+              for key, m in plan.measured.items()),
+            f"verification at these rates: about {plan.estimated_hours:,.2f} GPU-hours"
+            + (f" (at the timeout for {', '.join(plan.unmeasured)}: not measured there)"
+               if plan.unmeasured else ""),
+        ]
+    lines += [
         "",
         "expected outputs:",
     ]

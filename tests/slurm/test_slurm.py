@@ -1,7 +1,7 @@
 """The real Snakefile on a tiny campaign submitted to a SLURM cluster through profiles/slurm:
-every job completes and is in `sacct`; the table equals a local run's; verification jobs get a
-GPU, and more GPUs than the node has are refused; a shard killed by scancel fails the run, and
-naming it reruns that shard and what depends on it, nothing else.
+every job completes and is in `sacct`; the shards go as one job array; the table equals a local
+run's; verification jobs get a GPU, and more GPUs than the node has are refused; a shard killed
+by scancel fails the run, and naming it reruns that shard and what depends on it, nothing else.
 
 Needs a cluster (`sudo bash scripts/cluster/up.sh` on this machine: one node, 2 fake GPUs).
 The tests share one campaign; each leaves it complete.
@@ -112,6 +112,8 @@ def test_every_job_completes_on_slurm_and_is_in_sacct(campaign):
     workdir, _, output = campaign
     jobs = sacct_jobs(run_id(output))
     submitted = set(re.findall(r"has been submitted with SLURM jobid (\d+)", output))
+    arrays = re.findall(r"SLURM job ID (\d+)\. The individual task IDs are (\d+)-(\d+)", output)
+    submitted |= {f"{a}_{k}" for a, first, last in arrays for k in range(int(first), int(last) + 1)}
     assert {j["JobID"] for j in jobs} == submitted != set()
     assert {j["State"] for j in jobs} == {"COMPLETED"}, jobs
     rules = [j["rule"] for j in jobs]
@@ -123,10 +125,28 @@ def test_every_job_completes_on_slurm_and_is_in_sacct(campaign):
     # light steps run in the main process, not as cluster jobs
     assert local_rules_run(output) == ["fetch_data", "make_instances", "make_specs",
                                        "merge_verify", "plots", "specs_package", "tables"]
-    # The profile keeps the logs of successful jobs too.
+    # The profile keeps the logs of successful jobs too (an array's: <array id>_<task>.log).
     assert len(list((workdir / "logs/slurm/rule_verify_shard").rglob("*.log"))) == SHARDS
     records = pd.read_parquet(results(workdir) / f"verify/{MODEL}/crown/eps{EPS}.parquet")
     assert sorted(records["image"]) == list(range(2 * SHARDS))
+
+
+def test_verification_shards_are_submitted_as_one_job_array(campaign):
+    """profiles/slurm submits the shards that are ready together as one SLURM array (one sbatch
+    call, one queue entry), every other rule as jobs of their own."""
+    _, _, output = campaign
+    arrays = re.findall(r"Submitted array job with Snakemake IDs \S+ and SLURM job ID (\d+)",
+                        output)
+    assert len(arrays) == 1, output[-4000:]
+    by_rule: dict[str, list[str]] = {}
+    for job in sacct_jobs(run_id(output)):
+        by_rule.setdefault(job["rule"], []).append(job["JobID"])
+    assert sorted(by_rule["verify_shard"]) == [f"{arrays[0]}_{k}" for k in range(1, SHARDS + 1)]
+    assert all("_" not in job_id for rule, ids in by_rule.items() if rule != "verify_shard"
+               for job_id in ids), by_rule
+    workdir = campaign[0]
+    logs = sorted(p.name for p in (workdir / "logs/slurm/rule_verify_shard").glob("*.log"))
+    assert logs == [f"{arrays[0]}_{k}.log" for k in range(1, SHARDS + 1)]
 
 
 def test_the_slurm_table_equals_the_local_runs_table(campaign):

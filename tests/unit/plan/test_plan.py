@@ -151,3 +151,51 @@ def test_cli_names_what_is_wrong_in_a_bad_config(tmp_path, capsys):
     path.write_text(yaml.safe_dump(bad))
     assert main(["plan", str(path)]) == 1
     assert "no_such_arch" in capsys.readouterr().err
+
+
+def _finished_campaign(root: Path, seconds: dict[str, list[float]]) -> Path:
+    """Merged records of a finished campaign: "arch/verifier/eps" -> time_s per image."""
+    import pandas as pd
+
+    for key, times in seconds.items():
+        arch, verifier, eps = key.split("/")
+        path = root / f"verify/mnist5k/{arch}/a/none/{verifier}/eps{eps}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"image": range(len(times)), "status": "verified",
+                      "time_s": times}).to_parquet(path)
+    return root
+
+
+def test_measured_seconds_per_image_predict_the_next_campaigns_hours(tmp_path):
+    from vfbench.plan import measure_plan
+
+    results = _finished_campaign(tmp_path / "done", {
+        "net1/crown/0.01": [1.0, 3.0], "net1/crown/0.02": [2.0, 2.0],
+        "cnn_4layer/crown/0.01": [10.0], "net1/ibp/0.01": [0.5]})
+    config = validate_config(campaign())
+    plan = measure_plan(make_plan(config), config, results)
+    assert plan.measured == {"cnn_4layer/crown": {"images": 1, "mean_s": 10.0},
+                             "net1/crown": {"images": 4, "mean_s": 2.0},
+                             "net1/ibp": {"images": 1, "mean_s": 0.5}}
+    # net1: 2 + 3 eps (two trainings) x (crown 2 s + ibp 0.5 s); cnn_4layer: 2 eps x 10 s;
+    # 10 images each
+    assert plan.estimated_hours == pytest.approx(10 * (5 * 2.5 + 2 * 10) / 3600)
+    assert plan.unmeasured == []
+    assert plan.estimated_hours < plan.gpu_hours_bound
+
+    partial = _finished_campaign(tmp_path / "partial", {"net1/crown/0.01": [1.0]})
+    plan = measure_plan(make_plan(config), config, partial)
+    assert plan.unmeasured == ["cnn_4layer/crown", "net1/ibp"]  # counted at the 36 s timeout
+    assert plan.estimated_hours == pytest.approx(10 * (5 * (1 + 36) + 2 * 36) / 3600)
+
+
+def test_plan_measured_on_the_command_line(tmp_path, capsys):
+    results = _finished_campaign(tmp_path / "done", {"net1/crown/0.01": [0.25, 0.75]})
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(campaign()))
+    assert main(["plan", str(config), "--measured", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"net1/crown\s+0\.50 s\s+over 2 images", out), out
+    assert "verification at these rates: about" in out
+    assert main(["plan", str(config), "--measured", str(tmp_path / "nothing")]) == 1
+    assert "no merged verification records" in capsys.readouterr().err
