@@ -36,6 +36,7 @@ from vfbench.errors import VfbenchError
 from vfbench.export import read_images_csv
 from vfbench.io import atomic_path
 from vfbench.runtime import set_threads
+from vfbench.verify.records import read_jsonl
 from vfbench.verify.shard import verify_shard
 
 HERE = Path(__file__).resolve().parent
@@ -91,6 +92,31 @@ def run_variant(method: str, options: dict, todo, x_test, timeout: float, out: P
     return records
 
 
+def load_records(path: Path) -> list[dict]:
+    """Records of one variant: its ``<variant>.json``, or a folder of its shard journals
+    (``<variant>-<net>-eps<eps>.jsonl``, as far as a run got)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    records = []
+    for journal in sorted(path.glob("*.jsonl")):
+        net = journal.stem.split("-")[1]
+        records += [{**r, "net": net} for r in read_jsonl(journal)]
+    return records
+
+
+def summarise(name: str, records: list[dict], refs: dict) -> str:
+    counts = {s: sum(r["status"] == s for r in records) for s in
+              sorted({r["status"] for r in records})}
+    decided = sum(r["status"] in DECIDED for r in records)
+    wrong = [f"{r['net']}:{r['eps']}:{r['image']}" for r in records
+             if r["status"] in DECIDED
+             and refs.get((r["net"], r["eps"], r["image"]), r["status"]) != r["status"]]
+    return (f"{name}: {counts} decided {decided}/{len(records)} "
+            f"({100 * decided / max(1, len(records)):.1f}%)  "
+            f"sum {sum(r['time_s'] for r in records):.0f} s  "
+            f"disagreements with reference: {len(wrong)} {wrong}")
+
+
 def cactus(results: dict[str, list[dict]], total: int, timeout: float, path: Path) -> None:
     import matplotlib
 
@@ -116,14 +142,22 @@ def cactus(results: dict[str, list[dict]], total: int, timeout: float, path: Pat
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", action="append", required=True,
+    p.add_argument("--variant", action="append", default=[],
                    help="NAME=METHOD[:JSON options], repeatable")
+    p.add_argument("--summarise", nargs="+", default=None, metavar="NAME=PATH",
+                   help="no run: summarise records (a variant's .json or journal folders; "
+                        "NAME=PATH1,PATH2 joins several) on the instances all of them hold")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--only", nargs="*", default=None, help="net:eps:image instances")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = p.parse_args()
+    if args.summarise:
+        summarise_only(args)
+        return
+    if not args.variant:
+        p.error("give --variant or --summarise")
     if args.clock == "cpu":
         time.perf_counter = time.process_time
     set_threads(1)
@@ -146,20 +180,30 @@ def main() -> None:
         results[name] = records
         with atomic_path(out / f"{name}.json") as tmp:
             tmp.write_text(json.dumps(records, default=str))
-        counts = {s: sum(r["status"] == s for r in records) for s in
-                  sorted({r["status"] for r in records})}
-        decided = sum(r["status"] in DECIDED for r in records)
-        wrong = [f"{r['net']}:{r['eps']}:{r['image']}" for r in records
-                 if r["status"] in DECIDED
-                 and refs.get((r["net"], r["eps"], r["image"]), r["status"]) != r["status"]]
-        print(f"{name}: {counts} decided {decided}/{len(records)} "
-              f"({100 * decided / max(1, len(records)):.1f}%)  wall {wall:.0f} s  "
-              f"sum {sum(r['time_s'] for r in records):.0f} s  "
-              f"disagreements with reference: {len(wrong)} {wrong}  ({args.clock} clock; "
+        print(f"{summarise(name, records, refs)}  wall {wall:.0f} s ({args.clock} clock; "
               f"load {os.getloadavg()[0]:.1f})", flush=True)
     if args.plot:
         cactus(results, len(todo), args.timeout, args.plot)
     print(f"records: {out}")
+
+
+def summarise_only(args) -> None:
+    variants = {}
+    for text in args.summarise:
+        name, _, paths = text.partition("=")
+        variants[name] = [r for path in paths.split(",") for r in load_records(Path(path))]
+    keys = [{(r["net"], float(r["eps"]), int(r["image"])) for r in records}
+            for records in variants.values()]
+    common = set.intersection(*keys)
+    refs = references()
+    results = {}
+    for name, records in variants.items():
+        results[name] = [r for r in records
+                         if (r["net"], float(r["eps"]), int(r["image"])) in common]
+        print(summarise(name, results[name], refs))
+    print(f"{len(common)} instances held by every variant")
+    if args.plot:
+        cactus(results, len(common), args.timeout, args.plot)
 
 
 if __name__ == "__main__":
