@@ -78,7 +78,9 @@ def main() -> None:
         # PGD on every instance no source falsified: it may falsify an open one, and must not
         # break a verified one (a contradiction: it stops the script below).
         if "falsified" not in votes.get(key, {}) and args.pgd_steps:
-            model = models.setdefault(net, load_onnx(HERE / "onnx" / f"{net}.onnx"))
+            if net not in models:
+                models[net] = load_onnx(HERE / "onnx" / f"{net}.onnx")
+            model = models[net]
             x = torch.from_numpy(x_test[image])[None]
             gen = torch.Generator().manual_seed(1000 + image)
             adv = pgd_attack(model, x.repeat(args.pgd_restarts, 1, 1, 1),
