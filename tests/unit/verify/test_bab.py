@@ -235,7 +235,12 @@ def test_fsb_adds_the_babsr_bias_score_picks(mlp, synthetic):
         (picks[branching],) = search._candidates(search._domain_bounds([root]), 1)
         assert all(search.lower0[k][n] < 0 < search.upper0[k][n] for k, n in picks[branching])
     assert picks["fsb"][:2] == picks["babsr"] and 2 <= len(picks["fsb"]) <= 4
-    assert all(bias.abs().sum() > 0 for bias in search.bias)  # read from the Linear layers
+    for relu, bias in zip(search.relus, search.bias, strict=True):
+        node = relu.inputs[0]  # BaBSR's bias term: the Linear's bias, else none
+        if type(node).__name__ == "BoundLinear":
+            assert torch.equal(bias, node.inputs[2].param.detach().reshape(-1))
+        else:
+            assert not bias.any()
 
 
 def test_the_bab_attack_confirms_what_it_finds(mlp, synthetic):
