@@ -29,10 +29,11 @@ def _project(x_adv, lo, hi):
 
 def pgd_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
                step_size: float | None = None, restarts: int = 1, loss: str = "ce",
-               random_start: bool = True, generator: torch.Generator | None = None
-               ) -> torch.Tensor:
+               random_start: bool = True, generator: torch.Generator | None = None,
+               start: torch.Tensor | None = None) -> torch.Tensor:
     """PGD (Madry et al.) with random restarts; returns, per sample, the most adversarial point
-    found (highest margin), always inside ``[x-eps, x+eps] ∩ [0, 1]``.
+    found (highest margin), always inside ``[x-eps, x+eps] ∩ [0, 1]``. ``start`` (shaped like
+    ``x``), when given, is where the first restart begins (projected into the ball).
 
     The model's train/eval mode is left as the caller set it.
     """
@@ -43,8 +44,10 @@ def pgd_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int =
     best_x = x.detach().clone()
     with torch.no_grad():
         best_margin = margin_loss(model(best_x), y)
-    for _ in range(max(restarts, 1)):
-        if random_start:
+    for restart in range(max(restarts, 1)):
+        if start is not None and restart == 0:
+            x_adv = _project(start.detach().to(x.dtype), lo, hi)
+        elif random_start:
             noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
             x_adv = lo + noise * (hi - lo)
         else:

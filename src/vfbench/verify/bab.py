@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vfbench.attacks import pgd_attack
 from vfbench.errors import VfbenchError
 from vfbench.verify import lirpa, milp, tolerance
 from vfbench.verify.base import Decision, Verifier
@@ -48,7 +49,11 @@ from vfbench.verify.options import BAB_OPTIONS, defaults_of
 
 # Options and their defaults: vfbench.verify.options.BAB_OPTIONS (checked at start-up).
 BRANCHING = BAB_OPTIONS["branching"].choices
+DOMAIN_REFINE = BAB_OPTIONS["domain_refine"].choices
 BAB_DEFAULTS: dict[str, Any] = defaults_of(BAB_OPTIONS)
+# domain_batch 'auto': parents per round per CPU thread, and on a GPU (measured: benchmarks/
+# README.md, deep_mlp).
+AUTO_DOMAIN_BATCH = {"cpu_thread": 64, "cuda": 1024}
 
 
 @dataclass(order=True)
@@ -91,8 +96,11 @@ class _Search:
                        else z.to(lo.device).expand(shape).reshape(-1)
                        for lo, z, shape in zip(self.lower0, verifier.model.zero_input,
                                                self.shapes, strict=True)]
+        self.bias = [_pre_activation_bias(relu, shape).to(lo.device)
+                     for relu, shape, lo in zip(self.relus, self.shapes, self.lower0, strict=True)]
         self.refine = [k for k, lo in enumerate(self.lower0)
-                       if 0 < lo.numel() <= self.opts["refine_max_neurons"] and k > 0]
+                       if 0 < lo.numel() <= self.opts["refine_max_neurons"] and k > 0
+                       and self.opts["domain_refine"] == "crown"]
         self.C = lirpa.margin_spec(torch.tensor([label]), verifier.model.num_classes
                                    ).to(x.device)[0]
         # Open domains the memory cap allows: each holds slopes for every neuron and the
@@ -105,8 +113,8 @@ class _Search:
         # covers their probed children.
         per_child = 64 * neurons + 2**14
         children = max(2, verifier._memory // 4 // per_child)
-        self.domain_batch = max(1, min(self.opts["domain_batch"],
-                                       children // (2 * self.opts["branch_candidates"])))
+        probed = 2 * self.opts["branch_candidates"] * (2 if self.opts["branching"] == "fsb" else 1)
+        self.domain_batch = max(1, min(verifier.domain_batch, children // probed))
         self.pool: list[Domain] = []
         self.counter = itertools.count()
         self.domains = 0
@@ -115,6 +123,8 @@ class _Search:
         self.counterexample: torch.Tensor | None = None
         self.undecided_leaf = False
         self.warm = False
+        # Minimisers of the linear bounds of the last batch's lowest-bounded domains.
+        self.attack_starts: torch.Tensor | None = None
 
     # --- bounding a batch of domains ---------------------------------------------------------
 
@@ -189,8 +199,11 @@ class _Search:
             return nodes
         N = len(domains)
         given = {n: b for k, (n, b) in enumerate(fixed.items()) if k not in nodes}
+        # aux_reference_bounds: only the neurons unstable on the domain are bounded again
+        # (0.3's sparse intermediate bounds); the others keep the domain's own bounds.
         self.bm.compute_bounds(x=(ball,), C=C, method="backward", bound_upper=False,
-                               intermediate_layer_bounds=given, reference_bounds=fixed)
+                               intermediate_layer_bounds=given, reference_bounds=fixed,
+                               aux_reference_bounds=fixed)
         for k in nodes:
             node = self.relus[k].inputs[0]
             for value in (node.lower, node.upper):
@@ -239,7 +252,11 @@ class _Search:
             return lower, domains
         # The minimiser of each domain's linear lower bound: a candidate counterexample.
         coeff = A[final][self.v.input_node]["lA"][:, 0].detach()
-        self._check_points(torch.where(coeff > 0, ball.ptb.x_L, ball.ptb.x_U))
+        points = torch.where(coeff > 0, ball.ptb.x_L, ball.ptb.x_U)
+        self._check_points(points)
+        if self.opts["attack_every"]:
+            worst = lower.argsort()[:self.opts["attack_domains"]]
+            self.attack_starts = points[worst]
         betas = self._read_betas(domains)
         candidates = self._candidates(bounds, N)
         updated = []
@@ -257,35 +274,52 @@ class _Search:
         an empty list when none is unstable."""
         if not bounds:
             return [[] for _ in range(N)]
-        scores, widths = [], []
+        branching = self.opts["branching"]
+        scores, bias_scores, widths = [], [], []
         for k, (lo, up) in enumerate(bounds):
             unstable = (lo < 0) & (up > 0) & ~self.frozen[k]
-            intercept = torch.where(unstable, up * (-lo) / (up - lo).clamp(min=1e-12),
-                                    torch.zeros_like(lo))
+            slope = up / (up - lo).clamp(min=1e-12)
+            intercept = torch.where(unstable, slope * (-lo), torch.zeros_like(lo))
             widths.append(intercept)
             lA = getattr(self.relus[k], "lA", None)  # set by a backward pass through it
-            if self.opts["branching"] == "babsr" and lA is not None:
-                scores.append((-lA.detach().reshape(N, -1)).clamp(min=0) * intercept)
+            if branching in ("babsr", "fsb") and lA is not None:
+                lA = lA.detach().reshape(N, -1)
+                scores.append((-lA).clamp(min=0) * intercept)
+                if branching == "fsb":
+                    # BaBSR (Bunel et al.): how the bound's bias and intercept terms change
+                    # when the neuron is fixed, |min(b lA (s - 1), b lA s) + min(lA, 0) i|.
+                    bias = self.bias[k] * lA
+                    change = torch.minimum(bias * (slope - 1), bias * slope)
+                    bias_scores.append(torch.where(
+                        unstable, (change + lA.clamp(max=0) * intercept).abs(),
+                        torch.zeros_like(lo)))
             else:
                 scores.append(intercept)
-        score, width = torch.cat(scores, dim=1), torch.cat(widths, dim=1)
-        # Where no unstable neuron has lA < 0 the scores are all 0: fall back to the widths.
-        # Ties (score 0) rank by width, so a candidate is always unstable.
-        score = torch.where(score.max(dim=1, keepdim=True).values > 0, score, width)
-        score = score + 1e-9 * width
-        k = min(self.opts["branch_candidates"], score.shape[1])
-        top_score, top = score.topk(k, dim=1)
+        width = torch.cat(widths, dim=1)
+        ranked = [self._top(torch.cat(scores, dim=1), width)]
+        if bias_scores:
+            ranked.append(self._top(torch.cat(bias_scores, dim=1), width))
         offsets = np.cumsum([0] + [lo.shape[1] for lo, _ in bounds])
         out = []
         for n in range(N):
-            picks = []
-            for value, flat in zip(top_score[n].tolist(), top[n].tolist(), strict=True):
-                if value <= 0:
-                    break
-                node = int(np.searchsorted(offsets, flat, side="right") - 1)
-                picks.append((node, int(flat - offsets[node])))
+            picks: list[tuple[int, int]] = []
+            for top_score, top in ranked:
+                for value, flat in zip(top_score[n].tolist(), top[n].tolist(), strict=True):
+                    if value <= 0:
+                        break
+                    node = int(np.searchsorted(offsets, flat, side="right") - 1)
+                    if (node, int(flat - offsets[node])) not in picks:
+                        picks.append((node, int(flat - offsets[node])))
             out.append(picks)
         return out
+
+    def _top(self, score: torch.Tensor, width: torch.Tensor):
+        """The branch_candidates best of ``score`` per domain (values, flat indices). Where no
+        unstable neuron scores above 0 (e.g. lA >= 0 on all), the widths rank instead; ties
+        rank by width, so a candidate is always unstable."""
+        score = torch.where(score.max(dim=1, keepdim=True).values > 0, score, width)
+        score = score + 1e-9 * width
+        return score.topk(min(self.opts["branch_candidates"], score.shape[1]), dim=1)
 
     # --- the search --------------------------------------------------------------------------
 
@@ -301,6 +335,20 @@ class _Search:
             if point is not None:
                 self.counterexample = torch.as_tensor(point)
                 return
+
+    def _attack(self) -> None:
+        """PGD from the minimisers of the worst domains' linear bounds (BaB attack): where
+        the bound is weakest the model is likeliest to be wrong nearby."""
+        if self.attack_starts is None:
+            return
+        starts = self.attack_starts.to(self.x.dtype)
+        n = len(starts)
+        with torch.enable_grad():
+            points = pgd_attack(self.v.model, self.x.expand(n, *self.x.shape[1:]),
+                                torch.full((n,), self.label, device=self.x.device), self.eps,
+                                steps=self.opts["attack_steps"], loss="margin", start=starts)
+        self.attack_starts = None
+        self._check_points(points)
 
     def _close_or_pool(self, domains: list[Domain], lower: torch.Tensor) -> None:
         for d, value in zip(domains, lower.tolist(), strict=True):
@@ -323,7 +371,7 @@ class _Search:
         """Children of each parent on its best candidate: with several candidates, the one whose
         children a probe bounds highest (sum of their negative parts). Children the probe
         already proves are closed."""
-        if self.opts["branch_candidates"] == 1:
+        if self.opts["branch_candidates"] == 1 and self.opts["branching"] != "fsb":
             return [c for p in parents for c in self._split(p, p.candidates[0])]
         trials = [(p, c) for p in parents for c in p.candidates]
         children = [child for p, c in trials for child in self._split(p, c)]
@@ -349,7 +397,9 @@ class _Search:
         lower, roots = self.bound(roots, optimise=True)
         self._close_or_pool(roots, lower)
         self.domains -= len(roots)  # the roots are not branches
-        while self.pool and self.counterexample is None:
+        for rounds in itertools.count(1):
+            if not self.pool or self.counterexample is not None:
+                break
             if time.perf_counter() >= self.deadline:
                 return "timeout"
             if len(self.pool) > self.max_open:
@@ -367,6 +417,9 @@ class _Search:
                     lower, children = self.bound(children, optimise=True)
                     if self.counterexample is None:
                         self._close_or_pool(children, lower)
+            every = self.opts["attack_every"]
+            if every and rounds % every == 0 and self.counterexample is None:
+                self._attack()
         if self.counterexample is not None:
             return "falsified"
         if self.undecided_leaf:  # an LP that ran out of time, or an optimum within tolerance
@@ -405,6 +458,30 @@ class _Search:
         return min((d.lower for d in self.pool), default=None)
 
 
+def auto_domain_batch(device: torch.device) -> int:
+    """Domains split per round for this machine: AUTO_DOMAIN_BATCH["cuda"] on a GPU, else
+    AUTO_DOMAIN_BATCH["cpu_thread"] per torch thread (the memory cap still applies)."""
+    if device.type == "cuda":
+        return AUTO_DOMAIN_BATCH["cuda"]
+    return AUTO_DOMAIN_BATCH["cpu_thread"] * torch.get_num_threads()
+
+
+def _pre_activation_bias(relu, shape: tuple[int, ...]) -> torch.Tensor:
+    """The bias of the Linear / Conv feeding a ReLU node, flattened to its neurons (zeros for
+    any other node: BaBSR's bias term then drops out)."""
+    node = relu.inputs[0]
+    kind = type(node).__name__
+    bias = None
+    if kind in ("BoundLinear", "BoundConv") and len(node.inputs) > 2:
+        bias = getattr(node.inputs[2], "param", None)
+    if bias is None:
+        return torch.zeros(int(np.prod(shape)))
+    bias = bias.detach().reshape(-1)
+    if kind == "BoundConv":  # per channel: the same bias at every position
+        bias = bias.view(-1, *[1] * (len(shape) - 1)).expand(shape)
+    return bias.reshape(-1).clone()
+
+
 def _full_alpha_bytes(sizes: list[int]) -> int:
     """About the memory of alpha-CROWN with every layer optimised: lower and upper slopes of
     each ReLU node for every later node's neurons (the start nodes of its bounds)."""
@@ -427,6 +504,8 @@ class BabVerifier(Verifier):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.domain_batch = auto_domain_batch(self.device) \
+            if self.options["domain_batch"] == "auto" else self.options["domain_batch"]
         milp.make_solver(self.options["leaf_solver"], 1, 0.0)
         # Its own bounded module: the domains' bound options and per-node state (betas, alphas)
         # must not leak into the root bounds, which use ``self.bm``.

@@ -12,7 +12,7 @@ method's options (``COMMON_OPTIONS`` plus its own).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vfbench.errors import VfbenchError
@@ -33,9 +33,12 @@ class Option:
     minimum: float | None = None
     integer: bool = False
     required: bool = False
+    also: tuple = ()  # values allowed besides the rule above (e.g. 'auto')
 
     def allowed(self) -> str:
         """The allowed values, in words (what an error message says)."""
+        if self.also:
+            return " or ".join([replace(self, also=()).allowed(), *map(repr, self.also)])
         if self.choices is not None:
             return f"one of {list(self.choices)}"
         if self.required:
@@ -48,6 +51,8 @@ class Option:
         return "any value"
 
     def check(self, value: Any) -> bool:
+        if value in self.also:
+            return True
         if self.choices is not None:
             return value in self.choices
         if self.required and value in (None, ""):
@@ -96,7 +101,8 @@ ALPHA_CROWN_OPTIONS: dict[str, Option] = {
 
 BAB_OPTIONS: dict[str, Option] = {
     "domain_batch": Option(64, "domains split per round; their children (twice as many) are "
-                               "bounded in one batch", minimum=1, integer=True),
+                               "bounded in one batch; 'auto': sized to the machine (per CPU "
+                               "thread, or the GPU's)", minimum=1, integer=True, also=("auto",)),
     "iterations": Option(10, "alpha/beta optimisation steps per round", minimum=1, integer=True),
     "root_iterations": Option(20, "alpha-CROWN steps at the root", minimum=0, integer=True),
     "lr_alpha": Option(0.1, "Adam step size of alpha", minimum=0),
@@ -107,13 +113,27 @@ BAB_OPTIONS: dict[str, Option] = {
                                   "skipped when it would not fit) may take",
                             minimum=1, integer=True),
     "branching": Option("babsr", "'babsr': max(-lA, 0) * u(-l)/(u-l), lA the final bound's "
-                                 "coefficient of the ReLU's output; 'width': u(-l)/(u-l) alone",
-                        ("babsr", "width")),
+                                 "coefficient of the ReLU's output; 'fsb' (filtered smart "
+                                 "branching): the best of that score and of BaBSR's score with "
+                                 "the pre-activation bias term, branch_candidates of each, go to "
+                                 "the probe; 'width': u(-l)/(u-l) alone",
+                        ("babsr", "fsb", "width")),
     "branch_candidates": Option(4, "best-scored neurons a probe (one CROWN pass on their "
                                    "children) chooses between", minimum=1, integer=True),
     "refine_max_neurons": Option(256, "ReLU nodes up to this size are optimised at the root and "
                                       "re-bounded per domain; larger ones keep CROWN's bounds "
                                       "at first", minimum=0, integer=True),
+    "domain_refine": Option("crown", "per domain, after a split: 'crown' re-bounds the (small) "
+                                     "nodes after it by CROWN with the splits' betas, only the "
+                                     "neurons still unstable on the domain; 'none' keeps the "
+                                     "root's", ("crown", "none")),
+    "attack_every": Option(0, "BaB attack: every this many rounds (0: never), PGD from the "
+                              "minimisers of the linear bounds of the lowest-bounded domains",
+                           minimum=0, integer=True),
+    "attack_domains": Option(8, "domains whose minimisers start the BaB attack", minimum=1,
+                             integer=True),
+    "attack_steps": Option(20, "PGD steps of the BaB attack (margin loss)", minimum=1,
+                           integer=True),
     "escalate_after": Option(20, "branches after which an image with larger nodes gets a full "
                                  "alpha-CROWN root and a fresh search", minimum=0, integer=True),
     "leaf_solver": Option("cbc", "LP solver for domains with every neuron stable",

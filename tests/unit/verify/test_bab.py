@@ -195,3 +195,81 @@ def test_a_killed_bab_shard_resumes_from_its_journal(mlp_onnx, synthetic, tmp_pa
     assert [r["image"] for r in records] == [i for i, _, _ in instances]
     assert records[:2] == first  # kept from the journal, not recomputed
     assert all(r["verifier"] == "bab" and r["domains"] is not None for r in records)
+
+
+# --- the options for deeper networks: FSB branching, no per-domain refinement, BaB attack ---
+
+@pytest.mark.parametrize("options", [{"branching": "fsb"}, {"domain_refine": "none"},
+                                     {"attack_every": 1, "domain_batch": "auto"}])
+def test_each_search_option_verifies_what_needs_branching(mlp, synthetic, monkeypatch, options):
+    refined, original = [], bab._Search._refine
+
+    def refine(search, *args):
+        nodes = original(search, *args)
+        refined.extend(nodes)
+        return nodes
+
+    monkeypatch.setattr(bab._Search, "_refine", refine)
+    records = _verify(mlp, synthetic, HARD, options)
+    for r in records:
+        assert r["status"] == "verified" and r["margin_lb"] > 0 and r["domains"] > 0
+    # Bounds of later nodes are recomputed per domain unless domain_refine is 'none'.
+    assert bool(refined) == (options.get("domain_refine", "crown") == "crown")
+
+
+def test_fsb_adds_the_babsr_bias_score_picks(mlp, synthetic):
+    x, y = synthetic
+    image = HARD[-1]
+    xi, label = x[image][None], int(y[image])
+    picks = {}
+    for branching in ("babsr", "fsb"):
+        verifier = VERIFIERS["bab"](mlp, {**NO_PGD, "branching": branching,
+                                          "branch_candidates": 2}, "cpu")
+        pre = verifier.bounds(xi, [label], EPS, "crown").pre_activation
+        search = bab._Search(verifier, xi, label, EPS, time.perf_counter() + 30, pre)
+        root = bab.Domain(lower=-1.0, order=0, spec=0, splits=(), betas=(), alphas=[],
+                          refined={})
+        gen = torch.Generator().manual_seed(0)  # the final bound's coefficients, as stored
+        for relu, lo in zip(search.relus, search.lower0, strict=True):
+            relu.lA = -torch.rand((1, 1, lo.numel()), generator=gen)
+        (picks[branching],) = search._candidates(search._domain_bounds([root]), 1)
+        assert all(search.lower0[k][n] < 0 < search.upper0[k][n] for k, n in picks[branching])
+    assert picks["fsb"][:2] == picks["babsr"] and 2 <= len(picks["fsb"]) <= 4
+    for relu, bias in zip(search.relus, search.bias, strict=True):
+        node = relu.inputs[0]  # BaBSR's bias term: the Linear's bias, else none
+        if type(node).__name__ == "BoundLinear":
+            assert torch.equal(bias, node.inputs[2].param.detach().reshape(-1))
+        else:
+            assert not bias.any()
+
+
+def test_the_bab_attack_confirms_what_it_finds(mlp, synthetic):
+    """PGD from the stored starts: a start next to a counterexample gives a confirmed one; on a
+    verified ball nothing is found."""
+    x, y = synthetic
+    verifier = VERIFIERS["bab"](mlp, {**NO_PGD, "attack_every": 1}, "cpu")
+    for image, robust in ((201, True), (207, False)):
+        xi, label = x[image][None], int(y[image])
+        pre = verifier.bounds(xi, [label], EPS, "crown").pre_activation
+        search = bab._Search(verifier, xi, label, EPS, time.perf_counter() + 30, pre)
+        adv = pgd_attack(mlp, xi, torch.tensor([label]), EPS, steps=100, restarts=5,
+                         loss="margin", generator=torch.Generator().manual_seed(0))
+        search.attack_starts = torch.cat([xi, 0.5 * (xi + adv)])  # the centre; half-way there
+        search._attack()
+        assert search.attack_starts is None
+        if robust:
+            assert search.counterexample is None
+        else:
+            point = verifier.confirm_counterexample(search.counterexample, xi[0], EPS, label)
+            assert point is not None
+
+
+def test_search_options_are_checked(mlp):
+    for options, match in (({"domain_refine": "alpha"}, "domain_refine"),
+                           ({"attack_every": -1}, "attack_every"),
+                           ({"attack_steps": 0}, "attack_steps"),
+                           ({"domain_batch": "many"}, "domain_batch")):
+        with pytest.raises(VfbenchError, match=match):
+            VERIFIERS["bab"](mlp, options, "cpu")
+    auto = VERIFIERS["bab"](mlp, {"domain_batch": "auto"}, "cpu")
+    assert auto.domain_batch == bab.AUTO_DOMAIN_BATCH["cpu_thread"] * torch.get_num_threads()
