@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Measurements behind the float tolerance of ``vfbench.verify.tolerance`` (tol = ATOL + RTOL * M).
+
+1. ``--wide N``: N random 3072-input linear networks whose exact (float64) minimum margin over
+   a ball is moved to ~0; prints |float32 CROWN bound - exact| / M and |onnxruntime at the
+   minimising vertex - exact| / M, the rounding the relative tolerance must cover.
+2. ``--results DIR``: the records ``benchmarks/verify.py --out DIR`` wrote (results.json and
+   the models' ONNX files): for every verified record, its margin lower bound against its
+   tolerance, i.e. how much room the rule leaves real verdicts.
+
+    .venv/bin/python benchmarks/tolerance.py --wide 40 --results /tmp/bench-out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vfbench.runtime import set_threads
+from vfbench.verify import lirpa, tolerance
+from vfbench.verify.onnx_import import OrtModel, load_onnx
+
+WIDE, EPS = 3072, 2.0**-6
+
+
+def _export(net: nn.Module, path: Path, x: torch.Tensor) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, x, str(path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["output"])
+
+
+def wide(count: int) -> None:
+    ratios_bound, ratios_ort, absolute = [], [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in range(count):
+            gen = torch.Generator().manual_seed(seed)
+            net = nn.Sequential(nn.Flatten(), nn.Linear(WIDE, 2)).eval()
+            x = torch.randint(0, 257, (1, WIDE), generator=gen).float() / 256
+            with torch.no_grad():
+                net[1].weight.copy_(torch.randn(2, WIDE, generator=gen))
+                net[1].bias.zero_()
+            w = net[1].weight.detach().double().numpy()
+            lo, hi = np.clip(x[0].double().numpy() - EPS, 0, 1), np.clip(
+                x[0].double().numpy() + EPS, 0, 1)
+            d = w[0] - w[1]
+            with torch.no_grad():
+                net[1].bias[0] = -float(np.minimum(d * lo, d * hi).sum())
+            b = net[1].bias.detach().double().numpy()
+            exact = float(np.minimum(d * lo, d * hi).sum() + b[0] - b[1])
+            path = Path(folder) / f"wide{seed}.onnx"
+            _export(net, path, x)
+            module = load_onnx(path)
+            bm = lirpa.bounded_model(module, x)
+            bound = float(lirpa.compute_margin_bounds(bm, x, EPS, [0], "crown").lower[0, 0])
+            vertex = np.where(d > 0, lo, hi).astype(np.float32)[None]
+            logits = OrtModel(path)(vertex)[0]
+            magnitude = module.magnitudes(torch.as_tensor(hi, dtype=torch.float32)[None])[0]
+            m = float(magnitude[0, 0] + magnitude[0, 1])
+            ratios_bound.append(abs(bound - exact) / m)
+            ratios_ort.append(abs(float(logits[0] - logits[1]) - exact) / m)
+            absolute.append(max(abs(bound - exact), abs(float(logits[0] - logits[1]) - exact)))
+    print(f"{count} networks of {WIDE} inputs, M {m:.3g} (last): max |bound - exact| / M "
+          f"{max(ratios_bound):.2e}, max |onnxruntime - exact| / M {max(ratios_ort):.2e}, "
+          f"max absolute {max(absolute):.2e}; RTOL = {tolerance.RTOL:g} is "
+          f"{tolerance.RTOL / max(ratios_bound + ratios_ort):.0f}x the largest ratio")
+
+
+def headroom(folder: Path, images: np.ndarray) -> None:
+    """``images``: the test images (uint8) the records' indices point into."""
+    results = json.loads((folder / "results.json").read_text())
+    for row in results:
+        module = load_onnx(folder / f"{row['model']}.onnx")
+        verified = [r for r in row["records"] if r["status"] == "verified"]
+        if not verified:
+            continue
+        ratios, tols = [], []
+        for r in verified:
+            x = torch.as_tensor(images[r["image"]].astype(np.float32) / np.float32(255))[None]
+            box_lo, box_hi = lirpa.input_box(x, r["eps"])
+            logits, _ = module.magnitudes(torch.maximum(box_lo.abs(), box_hi.abs()))
+            tol = tolerance.margin_slack(tolerance.margin_magnitudes(logits, [r["label"]]))
+            tols.append(float(tol.max()))
+            ratios.append(r["margin_lb"] / float(tol.max()))
+        print(f"{row['model']:<11} eps {row['eps']:<5} {row['verifier']:<6} verified "
+              f"{len(verified):>2}: tol {min(tols):.1e}..{max(tols):.1e}, smallest margin_lb / "
+              f"tol {min(ratios):.3g}, margin_lb <= tol: {sum(v <= 1 for v in ratios)}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--wide", type=int, default=0)
+    p.add_argument("--results", type=Path, default=None)
+    args = p.parse_args()
+    set_threads(1)
+    if args.wide:
+        wide(args.wide)
+    if args.results:
+        from verify import mnist5k  # benchmarks/verify.py: the images it verified
+
+        headroom(args.results, mnist5k()["x_test"])
+
+
+if __name__ == "__main__":
+    main()
