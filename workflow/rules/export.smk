@@ -40,15 +40,6 @@ rule export_onnx:
         " 2> {log}"
 
 
-def spec_models(wildcards):
-    """fgsm_agreement picks the images from every campaign model of the dataset (the variants
-    whose FGSM outcomes must agree), so the specs wait for them; the other selections need none."""
-    if config["verify"]["image_selection"] != "fgsm_agreement":
-        return []
-    return [f"{RESULTS}/models/{m.id}/folded.pt" for m in MODELS
-            if m.dataset == wildcards.dataset]
-
-
 rule make_specs:
     input:
         data=f"{RESULTS}/data/{{dataset}}.npz",
