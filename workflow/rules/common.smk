@@ -140,6 +140,15 @@ def score_inputs(wildcards):
                        wildcards.transform)
 
 
+def spec_models(wildcards):
+    """fgsm_agreement picks the images from every campaign model of the dataset (the variants
+    whose FGSM outcomes must agree), so the specs wait for them; the other selections need none."""
+    if config["verify"]["image_selection"] != "fgsm_agreement":
+        return []
+    return [f"{RESULTS}/models/{m.id}/folded.pt" for m in MODELS
+            if m.dataset == wildcards.dataset]
+
+
 TABLES_OF_CAMPAIGN = table_entries(config)  # name -> (layout, options)
 PLOTS_OF_CAMPAIGN = plot_entries(config)
 
