@@ -191,9 +191,13 @@ def _expression(row: sp.csr_matrix, index: int, variables: list, constant: float
     return pulp.LpAffineExpression(terms, constant=float(constant))
 
 
+def _flat64(values) -> torch.Tensor:
+    return torch.as_tensor(values).detach().cpu().double().reshape(-1)
+
+
 def encode_ball(form: PiecewiseLinearForm, x_lower: np.ndarray, x_upper: np.ndarray,
-                pre_bounds: list[tuple[torch.Tensor, torch.Tensor]],
-                pre_tol: list[torch.Tensor],
+                pre_bounds: list[tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray]],
+                pre_tol: list[torch.Tensor | np.ndarray],
                 phases: dict[tuple[int, int], int] | None = None) -> MarginProblem:
     """The network on the box [x_lower, x_upper] as a MILP.
 
@@ -210,8 +214,7 @@ def encode_ball(form: PiecewiseLinearForm, x_lower: np.ndarray, x_upper: np.ndar
     variables: list[pulp.LpVariable | None] = list(x_vars)
     binaries = 0
     for k, (matrix, offset) in enumerate(form.layers):
-        widened = tolerance.widen(*(b.detach().double().cpu().reshape(-1) for b in pre_bounds[k]),
-                                  pre_tol[k].detach().double().cpu().reshape(-1))
+        widened = tolerance.widen(*(_flat64(b) for b in (*pre_bounds[k], pre_tol[k])))
         lower, upper = (b.numpy() for b in widened)
         for n in range(len(offset)):
             l, u = float(lower[n]), float(upper[n])

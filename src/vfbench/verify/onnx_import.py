@@ -107,7 +107,7 @@ def _pad(attrs, x):
         # auto_LiRPA 0.3 bounds Pad as if the constant were 0 (unsound even at eps 0).
         raise ValueError(f"Pad with constant value {float(value[0])!r} is not supported "
                          "(auto_LiRPA 0.3 bounds it as 0); only zero padding is")
-    return F.pad(x, torch_pads)
+    return F.pad(x, torch_pads, value=0.0)
 
 
 _OPS: dict[str, Callable] = {

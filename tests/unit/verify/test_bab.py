@@ -72,13 +72,15 @@ def test_grafted_neurons_are_never_split(grafted_cnn, monkeypatch):
 
     # Bounds where every neuron straddles 0, grafted ones too: only the zero-input mask keeps
     # them out of the candidates.
-    crown = verifier.bounds(x[:1], labels[:1], 0.1, "crown").pre_activation
+    bounds = verifier.bounds(x[:1], labels[:1], 0.1, "crown")
+    crown = bounds.pre_activation
     pre = [(-torch.ones_like(lo), torch.ones_like(up)) for lo, up in crown]
-    search = bab._Search(verifier, x[:1], labels[0], 0.1, time.perf_counter() + 30, pre)
+    search = bab._Search(verifier, x[:1], labels[0], 0.1, time.perf_counter() + 30, pre,
+                         bounds.tol[0], bounds.pre_tol)
     for relu, (lo, _) in zip(search.relus, crown, strict=True):
         relu.lA = -torch.ones((1, *lo.shape))
     root = bab.Domain(lower=-1.0, order=0, spec=0, splits=(), betas=(), alphas=[], refined={})
-    (candidates,) = search._candidates(search._domain_bounds([root]), 1)
+    (candidates,) = search._candidates(search._domain_bounds([root])[0], 1)
     first_site = {n for node, n in candidates if node == 0}
     assert first_site == set(torch.nonzero(~grafted).flatten().tolist())
     assert len(candidates) == sum(lo.numel() for lo, _ in crown) - int(grafted.sum())
@@ -105,7 +107,8 @@ def test_a_fully_split_domain_is_decided_by_an_lp(mlp, synthetic, image):
     label = int(y[image])
     verifier = VERIFIERS["bab"](mlp, NO_PGD, "cpu")
     xi = x[image][None]
-    pre = verifier.bounds(xi, [label], EPS, "crown").pre_activation
+    bounds = verifier.bounds(xi, [label], EPS, "crown")
+    pre = bounds.pre_activation
     adv = pgd_attack(mlp, xi, torch.tensor([label]), EPS, steps=100, restarts=5, loss="margin",
                      generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -114,9 +117,10 @@ def test_a_fully_split_domain_is_decided_by_an_lp(mlp, synthetic, image):
     assert robust == (image == 201)
     others = [j for j in range(3) if j != label]
     spec = int(logits[others].argmax())  # the row of the class PGD got closest to
-    search = bab._Search(verifier, xi, label, EPS, time.perf_counter() + 30, pre)
+    search = bab._Search(verifier, xi, label, EPS, time.perf_counter() + 30, pre,
+                         bounds.tol[0], bounds.pre_tol)
     leaf = _leaf_through(search, verifier.form, adv)
-    assert leaf.splits and not search._candidates(search._domain_bounds([leaf]), 1)[0]
+    assert leaf.splits and not search._candidates(search._domain_bounds([leaf])[0], 1)[0]
     search._leaf(dataclasses.replace(leaf, spec=spec))
     assert not search.undecided_leaf
     if robust:

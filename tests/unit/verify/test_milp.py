@@ -67,13 +67,16 @@ def test_stable_neurons_get_no_binary(mlp, synthetic):
     x = synthetic[0][200].numpy().reshape(-1).astype(np.float64)
     verifier = VERIFIERS["milp"](mlp, NO_PGD, "cpu")
     bounds = verifier.bounds(torch.from_numpy(x).float().view(1, *mlp.input_shape),
-                             [int(synthetic[1][200])], EPS, "crown").pre_activation
-    pre = [(lo[0].numpy(), up[0].numpy()) for lo, up in bounds]
-    unstable = sum(int(((lo < 0) & (up > 0)).sum()) for lo, up in pre)
-    encoded = milp.encode_ball(form, np.clip(x - EPS, 0, 1), np.clip(x + EPS, 0, 1), pre)
+                             [int(synthetic[1][200])], EPS, "crown")
+    pre = [(lo[0].numpy(), up[0].numpy()) for lo, up in bounds.pre_activation]
+    tol = [t[0].numpy() for t in bounds.pre_tol]
+    # unstable once widened by the tolerance (the big-M constants are)
+    unstable = sum(int(((lo < t) & (up > -t)).sum()) for (lo, up), t in zip(pre, tol, strict=True))
+    encoded = milp.encode_ball(form, np.clip(x - EPS, 0, 1), np.clip(x + EPS, 0, 1), pre, tol)
     assert 0 < encoded.binaries == unstable
     exact = [(p, p) for p in form.evaluate(x)[0]]  # a single point: every neuron is stable
-    assert milp.encode_ball(form, x, x, exact).binaries == 0
+    zero = [np.zeros_like(p) for p, _ in exact]
+    assert milp.encode_ball(form, x, x, exact, zero).binaries == 0
 
 
 def _records(module, synthetic, options=None, images=range(200, 208)):
