@@ -64,6 +64,15 @@ def prepare(arch: str, folder: Path, epochs: int, images: int) -> tuple[Path, Pa
     return onnx, points
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not carried over from the
+    process that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_one(onnx: str, points: str, verifier: str, eps: float, timeout: float) -> dict:
     """In this (fresh) process: verify the points, return timings and peak RSS."""
     import numpy as np
@@ -72,7 +81,7 @@ def run_one(onnx: str, points: str, verifier: str, eps: float, timeout: float) -
     from vfbench.verify.shard import verify_shard
 
     set_threads(1)
-    rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_import = peak_rss_mb()
     data = np.load(points)
     instances = [(i, data["x"][i], int(data["labels"][i])) for i in range(len(data["x"]))]
     began = time.perf_counter()
@@ -86,7 +95,7 @@ def run_one(onnx: str, points: str, verifier: str, eps: float, timeout: float) -
             "max_s": max(times) if times else None,
             "wall_s": time.perf_counter() - began,
             "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             "import_rss_mb": rss_import,
             "n_relu": records[0].get("n_relu")}
 
