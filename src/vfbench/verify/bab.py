@@ -22,6 +22,12 @@ Large nodes (conv layers) keep CROWN's bounds at the root at first; an image sti
 ``escalate_after`` branches gets alpha-CROWN on every layer, where that fits in memory, and a
 fresh search from those tighter bounds.
 
+Options for deeper networks (benchmarks/deep_mlp): ``domain_refine: none`` keeps the root's
+intermediate bounds for every domain (many more domains per second on deep MLPs); ``branching:
+fsb`` adds BaBSR's bias score to the candidates the probe chooses between; ``attack_every`` runs
+PGD from the minimisers of the worst domains' linear bounds (a counterexample it finds is
+re-checked like any other); ``domain_batch: auto`` sizes the rounds to the machine.
+
 Branching on conv layers needs ``conv_mode='matrix'`` (0.3 ignores beta in patches mode): the
 root CROWN uses the verifier's ``conv_mode``, the domains a matrix-mode copy of the graph.
 Neurons whose ReLU input is identically 0 (grafted or pruned) are never branched on.
