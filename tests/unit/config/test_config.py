@@ -30,7 +30,7 @@ def test_default_campaign_is_valid_and_filled_with_defaults():
     models = expand_models(config)
     assert [m.id for m in models] == ["mnist5k/net1/natural/none",
                                       "mnist5k/cnn_4layer/natural/none"]
-    assert n_shards(config) == 4 and shard_bounds(config, 3) == (75, 100)
+    assert n_shards(config) == 2 and shard_bounds(config, 1) == (50, 100)
 
 
 @pytest.mark.parametrize("mutate, message", [
