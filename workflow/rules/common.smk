@@ -104,15 +104,6 @@ def eval_outputs():
     return [f"{RESULTS}/eval/{m.id}/metrics.json" for m in MODELS]
 
 
-def spec_models(wildcards):
-    """fgsm_agreement picks the images from every campaign model of the dataset (the variants
-    whose FGSM outcomes must agree), so the specs wait for them; the other selections need none."""
-    if config["verify"]["image_selection"] != "fgsm_agreement":
-        return []
-    return [f"{RESULTS}/models/{m.id}/folded.pt" for m in MODELS
-            if m.dataset == wildcards.dataset]
-
-
 def specs_package_layout():
     """What make_specs and make_instances are given, paths relative to RESULTS: the record from
     which specs/generate_properties.py rebuilds their files."""

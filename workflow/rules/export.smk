@@ -86,8 +86,9 @@ rule specs_package:
         script=f"{RESULTS}/specs/generate_properties.py",
     params:
         cmd=script("make_specs_package"),
+        root=lambda wc, output: os.path.dirname(os.path.dirname(output.package)),
         layout=lambda wc: json_param(specs_package_layout()),
     log:
         f"{RESULTS}/logs/specs_package.log",
     shell:
-        "{params.cmd} --root {RESULTS} --layout-json {params.layout} 2> {log}"
+        "{params.cmd} --root {params.root} --layout-json {params.layout} 2> {log}"

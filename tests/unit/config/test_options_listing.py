@@ -22,13 +22,13 @@ def test_one_name(capsys):
     assert main(["options", "bab"]) == 0
     out = capsys.readouterr().out
     assert "branching = 'babsr'  [one of ['babsr', 'width']]" in out
-    assert "domain_batch = 64  [an integer >= 1]" in out
+    assert "domain_batch = 64  [an integer >= 1 or 'auto']" in out
     assert "milp" not in out and "losses" not in out
     assert main(["options", "nbc"]) == 0
     assert "layer_weights = 'pow2_rank'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["fsb", "babb"])
+@pytest.mark.parametrize("name", ["kfsb", "babb"])
 def test_an_unknown_name_is_an_error(capsys, name):
     assert main(["options", name]) == 1
     assert f"called {name!r}; known: [" in capsys.readouterr().err

@@ -40,9 +40,9 @@ def dry_run(tmp_path: Path, config: dict, *flags: str) -> subprocess.CompletedPr
 
 # verifier entry -> what the message must say (entry, option, allowed values)
 LATE_FAILING = {
-    "bab_fsb": ({"method": "bab", "branching": "fsb"},
-                r"verify\.verifiers\.bad: .*'branching' = 'fsb'; allowed: one of \['babsr', "
-                r"'width'\]"),
+    "bab_kfsb": ({"method": "bab", "branching": "kfsb"},
+                 r"verify\.verifiers\.bad: .*'branching' = 'kfsb'; allowed: one of \['babsr', "
+                 r"'fsb', 'width'\]"),
     "bab_domain_batch_0": ({"method": "bab", "domain_batch": 0},
                            r"verify\.verifiers\.bad: .*'domain_batch' = 0; allowed: an "
                            r"integer >= 1"),

@@ -229,14 +229,15 @@ def test_fsb_adds_the_babsr_bias_score_picks(mlp, synthetic):
     for branching in ("babsr", "fsb"):
         verifier = VERIFIERS["bab"](mlp, {**NO_PGD, "branching": branching,
                                           "branch_candidates": 2}, "cpu")
-        pre = verifier.bounds(xi, [label], EPS, "crown").pre_activation
-        search = bab._Search(verifier, xi, label, EPS, time.perf_counter() + 30, pre)
+        bounds = verifier.bounds(xi, [label], EPS, "crown")
+        search = bab._Search(verifier, xi, label, EPS, time.perf_counter() + 30,
+                             bounds.pre_activation, bounds.tol[0], bounds.pre_tol)
         root = bab.Domain(lower=-1.0, order=0, spec=0, splits=(), betas=(), alphas=[],
                           refined={})
         gen = torch.Generator().manual_seed(0)  # the final bound's coefficients, as stored
         for relu, lo in zip(search.relus, search.lower0, strict=True):
             relu.lA = -torch.rand((1, 1, lo.numel()), generator=gen)
-        (picks[branching],) = search._candidates(search._domain_bounds([root]), 1)
+        (picks[branching],) = search._candidates(search._domain_bounds([root])[0], 1)
         assert all(search.lower0[k][n] < 0 < search.upper0[k][n] for k, n in picks[branching])
     assert picks["fsb"][:2] == picks["babsr"] and 2 <= len(picks["fsb"]) <= 4
     for relu, bias in zip(search.relus, search.bias, strict=True):
@@ -254,8 +255,9 @@ def test_the_bab_attack_confirms_what_it_finds(mlp, synthetic):
     verifier = VERIFIERS["bab"](mlp, {**NO_PGD, "attack_every": 1}, "cpu")
     for image, robust in ((201, True), (207, False)):
         xi, label = x[image][None], int(y[image])
-        pre = verifier.bounds(xi, [label], EPS, "crown").pre_activation
-        search = bab._Search(verifier, xi, label, EPS, time.perf_counter() + 30, pre)
+        bounds = verifier.bounds(xi, [label], EPS, "crown")
+        search = bab._Search(verifier, xi, label, EPS, time.perf_counter() + 30,
+                             bounds.pre_activation, bounds.tol[0], bounds.pre_tol)
         adv = pgd_attack(mlp, xi, torch.tensor([label]), EPS, steps=100, restarts=5,
                          loss="margin", generator=torch.Generator().manual_seed(0))
         search.attack_starts = torch.cat([xi, 0.5 * (xi + adv)])  # the centre; half-way there
