@@ -21,7 +21,7 @@ def test_every_verifier_option_is_listed_with_default_allowed_values_and_help(ca
 def test_one_name(capsys):
     assert main(["options", "bab"]) == 0
     out = capsys.readouterr().out
-    assert "branching = 'babsr'  [one of ['babsr', 'width']]" in out
+    assert "branching = 'babsr'  [one of ['babsr', 'fsb', 'width']]" in out
     assert "domain_batch = 64  [an integer >= 1 or 'auto']" in out
     assert "milp" not in out and "losses" not in out
     assert main(["options", "nbc"]) == 0
