@@ -3,30 +3,15 @@ scripts/transform.py (report.json), run in-process on a tiny model. Paper 000 Ta
 time) and paper 002 Table 4 (hidden neurons and weights)."""
 
 import json
-import runpy
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from run_script import run_script
 
 from vfbench import tables
 from vfbench.io import read_json, write_json
 from vfbench.report_entries import TABLE_DEFAULTS
 from vfbench.results import load_results_from_paths
-
-SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
-
-
-def _script(name, *args):
-    old = sys.argv
-    sys.argv = [name, *map(str, args)]
-    try:
-        runpy.run_path(str(SCRIPTS / name), run_name="__main__")
-    finally:
-        sys.argv = old
-        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +29,13 @@ def written(tmp_path_factory):
     write_json(data.with_suffix(".json"), {"name": "tiny"})
     folder = res / "models" / "tiny" / "net1" / "natural"
     folder.mkdir(parents=True)
-    _script("train_base.py", "--data", data, "--arch", "net1",
+    run_script("train_base.py", "--data", data, "--arch", "net1",
             "--arch-options-json", json.dumps({"hidden": [8, 8]}),
             "--entry-json", json.dumps({"epochs": 1, "batch_size": 32}),
             "--out", folder / "base.pt", "--out-metrics", folder / "base.json",
             "--log-csv", folder / "base.csv", "--device", "cpu", "--threads", "1")
     (folder / "wp").mkdir()
-    _script("transform.py", "--checkpoint", folder / "base.pt", "--data", data,
+    run_script("transform.py", "--checkpoint", folder / "base.pt", "--data", data,
             "--entry-json", json.dumps({"method": "weight_prune", "rho": 0.5, "epochs": 1}),
             "--out", folder / "wp" / "model.pt", "--out-report", folder / "wp" / "report.json",
             "--device", "cpu", "--threads", "1")
@@ -77,7 +62,7 @@ def test_training_time_is_base_plus_transform_seconds(written):
 def test_paper002_table4_sizes_per_network(written):
     (written / "none").mkdir(exist_ok=True)
     out = written / "none"
-    _script("transform.py", "--checkpoint", written / "base.pt", "--data",
+    run_script("transform.py", "--checkpoint", written / "base.pt", "--data",
             written.parents[3] / "data" / "tiny.npz", "--entry-json", '{"method": "none"}',
             "--out", out / "model.pt", "--out-report", out / "report.json",
             "--device", "cpu", "--threads", "1")

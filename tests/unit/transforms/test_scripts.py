@@ -1,28 +1,13 @@
 """scripts/scores.py and scripts/transform.py as the rules call them (run in-process)."""
 
 import json
-import runpy
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from run_script import run_script
 
 from vfbench.io import load_checkpoint, save_checkpoint
 from vfbench.transforms.scores import load_scores
-
-SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
-
-
-def _script(name, *args):
-    old = sys.argv
-    sys.argv = [name, *map(str, args)]
-    try:
-        runpy.run_path(str(SCRIPTS / name), run_name="__main__")
-    finally:
-        sys.argv = old
-        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +29,10 @@ def test_scores_then_transform(files, mlp):
     paths = []
     for score in ("instability-crown-eps0.05-n40", "gap-n40"):
         paths.append(folder / f"{score}.npz")
-        _script("scores.py", "--checkpoint", base, "--data", data, "--score", score,
+        run_script("scores.py", "--checkpoint", base, "--data", data, "--score", score,
                 "--out", paths[-1])
         assert load_scores(paths[-1]).spec.id == score
-    _script("transform.py", "--checkpoint", base, "--data", data, "--entry-json",
+    run_script("transform.py", "--checkpoint", base, "--data", data, "--entry-json",
             json.dumps(entry), "--scores", *paths, "--out", folder / "model.pt",
             "--out-report", folder / "report.json")
     report = json.loads((folder / "report.json").read_text())
@@ -63,13 +48,13 @@ def test_scores_then_transform(files, mlp):
 
 def test_pruned_checkpoint_rebuilds_and_bad_entries_exit_1(files, capsys):
     folder, data, base = files
-    _script("transform.py", "--checkpoint", base, "--data", data, "--entry-json",
+    run_script("transform.py", "--checkpoint", base, "--data", data, "--entry-json",
             json.dumps({"method": "weight_prune", "rho": 0.5, "epochs": 1}),
             "--out", folder / "wp.pt", "--out-report", folder / "wp.json")
     model, ckpt = load_checkpoint(folder / "wp.pt")
     assert ckpt["config"]["transform"]["rho"] == 0.5
     with pytest.raises(SystemExit) as exit_info:
-        _script("transform.py", "--checkpoint", base, "--data", data, "--entry-json",
+        run_script("transform.py", "--checkpoint", base, "--data", data, "--entry-json",
                 json.dumps({"method": "graft", "ratio": 0.5}), "--out", folder / "bad.pt",
                 "--out-report", folder / "bad.json")
     assert exit_info.value.code == 1
