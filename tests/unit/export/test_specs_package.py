@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_data import write_tiny_npz
 from torch import nn
 
 from vfbench.cli import main
@@ -39,13 +40,7 @@ def campaign(tmp_path_factory):
     """A campaign folder as the export steps leave it: data, ONNX, specs of two eps, the
     model's instances.csv, and the package files."""
     root = tmp_path_factory.mktemp("specs") / "results" / "c"
-    rng = np.random.default_rng(0)
-    data = root / "data" / "tiny.npz"
-    data.parent.mkdir(parents=True)
-    np.savez(data, x_train=rng.integers(0, 256, (32, 1, 4, 4), dtype=np.uint8),
-             y_train=rng.integers(0, 3, 32), x_test=rng.integers(0, 256, (12, 1, 4, 4),
-                                                                 dtype=np.uint8),
-             y_test=rng.integers(0, 3, 12))
+    data = write_tiny_npz(root / "data" / "tiny.npz", 32, 12)
     dataset = load_dataset(data)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(),

@@ -4,9 +4,9 @@ time) and paper 002 Table 4 (hidden neurons and weights)."""
 
 import json
 
-import numpy as np
 import pytest
 from run_script import run_script
+from tiny_data import write_tiny_npz
 
 from vfbench import tables
 from vfbench.io import read_json, write_json
@@ -19,13 +19,7 @@ def written(tmp_path_factory):
     """base.json of a 1-epoch net1 and report.json of its 1-epoch weight pruning, in the
     campaign's results layout."""
     res = tmp_path_factory.mktemp("table6") / "results" / "unit"
-    rng = np.random.default_rng(0)
-    data = res / "data" / "tiny.npz"
-    data.parent.mkdir(parents=True)
-    np.savez(data, x_train=rng.integers(0, 256, (64, 1, 4, 4), dtype=np.uint8),
-             y_train=rng.integers(0, 3, 64), x_test=rng.integers(0, 256, (16, 1, 4, 4),
-                                                                 dtype=np.uint8),
-             y_test=rng.integers(0, 3, 16))
+    data = write_tiny_npz(res / "data" / "tiny.npz", 64, 16)
     write_json(data.with_suffix(".json"), {"name": "tiny"})
     folder = res / "models" / "tiny" / "net1" / "natural"
     folder.mkdir(parents=True)
