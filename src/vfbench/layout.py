@@ -48,6 +48,14 @@ def campaign_folder(config: dict) -> str:
     return f"{config['results_dir']}/{config['campaign']}"
 
 
+def folder_of(path: str, relative: str) -> str:
+    """The campaign folder holding an artifact at ``path`` whose layout path is ``relative``
+    (what a job on a node without the shared results folder is given)."""
+    if not str(path).endswith(f"/{relative}"):
+        raise VfbenchError(f"{path}: not at {relative} under a campaign folder")
+    return str(path)[:-len(relative) - 1]
+
+
 # --- data, training, transformation ---------------------------------------------------------------
 
 def data_npz(dataset: str = DATASET) -> str:

@@ -71,7 +71,7 @@ rule make_instances:
         cmd=script("make_instances"),
         n_images=lambda wc: INSTANCES_BY_ID[model_id(wc)]["images"],
         timeout=lambda wc: INSTANCES_BY_ID[model_id(wc)]["timeout_s"],
-        root=RESULTS,
+        root=lambda wc, output: layout.folder_of(output[0], layout.instances_csv(model_id(wc))),
     log:
         log_path("make_instances", layout.MODEL),
     shell:
@@ -88,7 +88,7 @@ rule specs_package:
         script=f"{RESULTS}/{layout.GENERATE_PROPERTIES}",
     params:
         cmd=script("make_specs_package"),
-        root=RESULTS,
+        root=lambda wc, output: layout.folder_of(output.package, layout.SPECS_PACKAGE),
         layout=json_param(SPECS_PACKAGE_LAYOUT),
     log:
         log_path("specs_package"),

@@ -70,3 +70,10 @@ def test_report_inputs_of_the_default_campaign():
     assert inputs["train"] == [(m.base_id, f"models/{m.base_id}/base.json") for m in models]
     for model_id, path in inputs["verify"]:
         assert layout.model_id(layout.parse("verify", path)) == model_id
+
+
+def test_the_campaign_folder_of_an_artifact():
+    path = f"results/c/{layout.instances_csv(MODEL)}"
+    assert layout.folder_of(path, layout.instances_csv(MODEL)) == "results/c"
+    with pytest.raises(Exception, match="not at specs/package.json"):
+        layout.folder_of(path, layout.SPECS_PACKAGE)
