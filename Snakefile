@@ -19,13 +19,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9_]+",
-    arch=r"[A-Za-z0-9_]+(-[0-9a-f]{8})?",  # zoo name [-hash of arch_options]
-    train=r"[A-Za-z0-9_.+-]+",
-    transform=r"[A-Za-z0-9_.+-]+",
-    verifier=r"[A-Za-z0-9_-]+",
-    eps=r"[0-9.e-]+",
-    shard=r"\d+",
+    **layout.WILDCARD_CONSTRAINTS,
 
 
 include: "workflow/rules/data.smk"
@@ -58,5 +52,5 @@ rule all:
         plot_outputs(),
         verify_outputs(),  # also when the campaign asks for no table or figure
         eval_outputs(),
-        expand(f"{RESULTS}/specs/{{model}}/instances.csv", model=[m.id for m in MODELS]),
-        f"{RESULTS}/specs/generate_properties.py",
+        [path(layout.instances_csv, m.id) for m in MODELS],
+        f"{RESULTS}/{layout.GENERATE_PROPERTIES}",

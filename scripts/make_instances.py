@@ -10,6 +10,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--onnx", required=True)
     p.add_argument("--images", nargs="+", required=True, help="images.csv of each eps")
+    p.add_argument("--count", type=int, required=True,
+                   help="the model's images: the first COUNT of each images.csv")
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--root", required=True, help="paths in the csv are relative to this folder")
     p.add_argument("--out", required=True)
@@ -17,7 +19,8 @@ def main() -> None:
 
     from vfbench.export import write_instances
 
-    write_instances(args.onnx, args.images, args.timeout, args.root, args.out)
+    write_instances(args.onnx, args.images, args.timeout, args.root, args.out,
+                    images=args.count)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ def main() -> None:
     p.add_argument("--onnx", required=True, help="the exported model (what is verified)")
     p.add_argument("--data", required=True, help="dataset .npz (images by index, exact pixels)")
     p.add_argument("--images", required=True, help="images.csv of make_specs")
+    p.add_argument("--count", type=int, required=True,
+                   help="how many images the run verifies: the first COUNT of images.csv")
     p.add_argument("--positions", type=int, nargs=2, required=True, metavar=("START", "STOP"),
                    help="rows [START, STOP) of images.csv form this shard")
     p.add_argument("--eps", type=float, required=True)
@@ -24,15 +26,16 @@ def main() -> None:
     args = p.parse_args()
 
     from vfbench.errors import VfbenchError
-    from vfbench.export import read_images_csv
+    from vfbench.export import run_images
     from vfbench.verify.records import write_jsonl
     from vfbench.verify.shard import instances_from_dataset, shard_journal, verify_shard
 
     device = setup_compute(args)
-    rows = read_images_csv(args.images)
+    rows = run_images(args.images, args.count)
     start, stop = args.positions
     if not 0 <= start < stop <= len(rows):
-        raise VfbenchError(f"--positions {start} {stop}: {args.images} has {len(rows)} images")
+        raise VfbenchError(f"--positions {start} {stop}: the run verifies {len(rows)} images "
+                           f"of {args.images}")
     instances = instances_from_dataset(args.data, [r["image"] for r in rows[start:stop]])
     journal = shard_journal(args.out, onnx_path=args.onnx, entry=args.entry_json, eps=args.eps,
                             timeout_s=args.timeout, instances=instances)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class ModelSpec:
     train: str
     transform: str
     eps: tuple[float, ...]
+    images: int  # how many images it is verified on: the first of its dataset's specs
     arch_options: tuple[tuple[str, Any], ...] = ()
 
     @property
@@ -65,6 +67,13 @@ class VerifierSpec:
     options: dict
     timeout_s: float
     only_arch: tuple[str, ...] = ()
+    only_dataset: tuple[str, ...] = ()
+    images: int | None = None  # at most this many of each model's images (None: all of them)
+
+    def runs_on(self, model: ModelSpec) -> bool:
+        """Whether this verifier verifies ``model`` (its ``only_arch`` / ``only_dataset``)."""
+        return ((not self.only_arch or model.arch in self.only_arch)
+                and (not self.only_dataset or model.dataset in self.only_dataset))
 
     @property
     def entry(self) -> dict:
@@ -82,11 +91,6 @@ def canonical_json(obj: Any) -> str:
 
 def config_hash(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:12]
-
-
-def format_eps(eps: float) -> str:
-    """The {eps} path part: the shortest exact decimal (0.02 -> '0.02')."""
-    return repr(float(eps))
 
 
 def load_config(path: str | Path) -> dict:
@@ -115,10 +119,18 @@ def validate_schema(config: dict, source: str = "config") -> dict:
 
 
 def _schema_message(exc: Exception) -> str:
+    """The useful lines of snakemake's schema error, after the entry they are about
+    (``On instance['models'][0]['images']`` -> ``models[0].images: ``)."""
     text = str(exc)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     keep = [ln for ln in lines if not ln.startswith(("Failed validating", "On instance", "{", "}"))]
-    return " | ".join(keep[:6]) or text
+    message = " | ".join(keep[:6]) or text
+    where = re.search(r"On instance((?:\[[^\]]*\])+)", text)
+    if where is None:
+        return message
+    parts = re.findall(r"\[('([^']*)'|\d+)\]", where.group(1))
+    entry = "".join(f".{name}" if name else f"[{index}]" for index, name in parts).lstrip(".")
+    return f"{entry}: {message}"
 
 
 def validate_config(config: dict, source: str = "config") -> dict:
@@ -182,32 +194,76 @@ def expand_models(config: dict) -> list[ModelSpec]:
     for item in config["models"]:
         eps = tuple(item.get("eps") or default_eps)
         options = tuple(sorted((item.get("arch_options") or {}).items()))
+        images = item.get("images", config["verify"]["images"])
         for arch in _as_list(item["arch"]):
             for train in _as_list(item["train"]):
                 for transform in _as_list(item.get("transform", ["none"])):
-                    spec = ModelSpec(item["dataset"], arch, train, transform, eps, options)
+                    spec = ModelSpec(item["dataset"], arch, train, transform, eps, images,
+                                     options)
                     if spec.id in seen and seen[spec.id] != spec:
                         raise VfbenchError(f"models: {spec.id} listed twice with different "
-                                           "eps or arch_options")
+                                           "eps, arch_options or images")
                     seen[spec.id] = spec
     return list(seen.values())
 
 
-def n_shards(config: dict) -> int:
-    return math.ceil(config["verify"]["images"] / config["verify"]["shard_size"])
+def spec_images(models: list[ModelSpec]) -> dict[tuple[str, float], int]:
+    """(dataset, eps) -> how many images make_specs selects there: the most any model verified
+    at that eps asks for (a model with fewer verifies the first ones; every image selection
+    lists its images so that they are that selection's pick of that size). Sorted."""
+    images: dict[tuple[str, float], int] = {}
+    for m in models:
+        for eps in m.eps:
+            key = (m.dataset, float(eps))
+            images[key] = max(images.get(key, 0), m.images)
+    return dict(sorted(images.items()))
 
 
-def shard_bounds(config: dict, shard: int) -> tuple[int, int]:
-    """[start, stop) positions, in the campaign's image list, of one shard."""
+@dataclass(frozen=True)
+class VerifyRun:
+    """One (model, verifier, eps) of a campaign: the first ``images`` images of its dataset's
+    specs at ``eps`` (the model's ``images``, at most the verifier's), in shards."""
+
+    model: ModelSpec
+    verifier: VerifierSpec
+    eps: float
+    images: int
+    shard_size: int
+
+    @property
+    def shards(self) -> int:
+        return math.ceil(self.images / self.shard_size)
+
+    def shard_bounds(self, shard: int) -> tuple[int, int]:
+        """[start, stop) positions, in the images.csv of the run's specs, of one shard."""
+        return shard * self.shard_size, min((shard + 1) * self.shard_size, self.images)
+
+
+def verify_runs(config: dict) -> list[VerifyRun]:
+    """Every verification run of a validated config: per model (config order), each verifier
+    that runs on it (``only_arch``, ``only_dataset``), each of its eps."""
+    verifiers = verifier_specs(config).values()
     size = config["verify"]["shard_size"]
-    return shard * size, min((shard + 1) * size, config["verify"]["images"])
+    return [VerifyRun(m, v, float(eps), min(m.images, v.images or m.images), size)
+            for m in expand_models(config) for v in verifiers if v.runs_on(m) for eps in m.eps]
+
+
+def instances_timeout(config: dict, model: ModelSpec,
+                      verifiers: dict[str, VerifierSpec] | None = None) -> float:
+    """The per-instance timeout of a model's VNN-COMP instances.csv: the longest of the
+    verifiers that run on it (the campaign's ``verify.timeout_s`` if none does); ``verifiers``:
+    ``verifier_specs(config)``, when already resolved."""
+    verifiers = verifier_specs(config) if verifiers is None else verifiers
+    timeouts = [v.timeout_s for v in verifiers.values() if v.runs_on(model)]
+    return max(timeouts, default=float(config["verify"]["timeout_s"]))
 
 
 def verifier_spec(config: dict, name: str) -> VerifierSpec:
     """The resolved verifier ``name`` of a schema-validated config: its method's options with
     their defaults (the campaign's ``seed``; ``verify.unstable_bound``, which an entry may not
     set: UNR and Stable% come from one bound method per campaign), its ``timeout`` (default:
-    ``verify.timeout_s``) and ``only_arch``. A VfbenchError names the bad option."""
+    ``verify.timeout_s``), ``images``, ``only_arch`` and ``only_dataset``. A VfbenchError names
+    the bad option."""
     from vfbench.arch_options import ARCH_OPTIONS
     from vfbench.verify.options import resolve_verifier_entry
 
@@ -219,16 +275,16 @@ def verifier_spec(config: dict, name: str) -> VerifierSpec:
     for arch in entry.get("only_arch", []):
         if arch not in ARCH_OPTIONS:
             raise VfbenchError(f"only_arch: unknown arch {arch!r}; known: {sorted(ARCH_OPTIONS)}")
+    for dataset in entry.get("only_dataset", []):
+        if dataset not in config["data"]:
+            raise VfbenchError(f"only_dataset: unknown dataset {dataset!r}; the config's data "
+                               f"block has {sorted(config['data'])}")
     method, options = resolve_verifier_entry(
         {"seed": config["seed"], **entry, "unstable_bound": verify["unstable_bound"]})
     return VerifierSpec(name, method, options, float(entry.get("timeout", verify["timeout_s"])),
-                        tuple(entry.get("only_arch", [])))
+                        tuple(entry.get("only_arch", [])), tuple(entry.get("only_dataset", [])),
+                        entry.get("images"))
 
 
 def verifier_specs(config: dict) -> dict[str, VerifierSpec]:
     return {name: verifier_spec(config, name) for name in config["verify"]["verifiers"]}
-
-
-def verifiers_for(config: dict, arch: str) -> list[str]:
-    return [name for name, entry in config["verify"]["verifiers"].items()
-            if not entry.get("only_arch") or arch in entry["only_arch"]]

@@ -121,19 +121,21 @@ def _first(y_test, n, num_classes, fgsm_robust):
 
 def _class_balanced(y_test, n, num_classes, fgsm_robust):
     """The first n / num_classes test images of every class (paper 001: 100 per class on MNIST
-    and FMNIST, 20 on CIFAR), in test-split order."""
+    and FMNIST, 20 on CIFAR), rank by rank: every class's first image (in test-split order),
+    then every class's second, ...; so the first k * num_classes of them are this selection's
+    pick of that size (a run on fewer images, ``run_images``)."""
     if n % num_classes:
         raise VfbenchError(f"verify.images = {n}: class_balanced needs a multiple of the "
                            f"{num_classes} classes (k images per class)")
     per_class = n // num_classes
-    chosen = []
+    by_class = []
     for label in range(num_classes):
         found = np.flatnonzero(np.asarray(y_test) == label)[:per_class]
         if len(found) < per_class:
             raise VfbenchError(f"class_balanced: class {label} has only {len(found)} test "
                                f"images, {per_class} wanted")
-        chosen += found.tolist()
-    return sorted(chosen)
+        by_class.append(found.tolist())
+    return [int(images[rank]) for rank in range(per_class) for images in by_class]
 
 
 def _fgsm_agreement(y_test, n, num_classes, fgsm_robust):
@@ -223,19 +225,43 @@ def read_images_csv(path: str | os.PathLike) -> list[dict]:
         raise VfbenchError(f"{path}: not a vfbench images.csv ({exc})") from exc
 
 
+def run_images(images_csv: str | os.PathLike, count: int) -> list[dict]:
+    """The first ``count`` rows of a make_specs images.csv: the images one verification run
+    verifies (its model's ``images``, at most its verifier's). A class_balanced prefix must hold
+    as many images of every class (the selection lists them rank by rank)."""
+    from vfbench.specs_package import read_recorded_selection
+
+    rows = read_images_csv(images_csv)
+    if not 0 < count <= len(rows):
+        raise VfbenchError(f"{images_csv}: {len(rows)} images, a run on {count} asked for")
+    chosen = rows[:count]
+    if read_recorded_selection(images_csv)[1] == "class_balanced":
+        per_class = np.bincount([r["label"] for r in rows])
+        counts = np.bincount([r["label"] for r in chosen], minlength=len(per_class))
+        if len(set(counts[per_class > 0].tolist())) != 1:
+            raise VfbenchError(
+                f"{images_csv}: its first {count} class_balanced images are not as many of "
+                f"every class (per class: {counts.tolist()}); use a multiple of the classes, "
+                "with specs listed rank by rank")
+    return chosen
+
+
 # VNN-COMP's rule: the timeouts of one benchmark's instances add up to at most 6 hours
 MAX_BENCHMARK_TIMEOUT_S = 6 * 3600
 
 
-def write_instances(onnx_path, images_csvs: list, timeout_s: float, root, out_csv) -> int:
+def write_instances(onnx_path, images_csvs: list, timeout_s: float, root, out_csv,
+                    images: int | None = None) -> int:
     """VNN-COMP instances.csv (no header: onnx,vnnlib,timeout), paths relative to ``root``; one
-    model's instances.csv is one benchmark. Returns how many images of each eps it lists.
+    model's instances.csv is one benchmark, of the first ``images`` images of each eps (all when
+    None; ``run_images``). Returns how many images of each eps it lists.
 
     When images x eps x timeout exceeds MAX_BENCHMARK_TIMEOUT_S, only the first
     floor(6 h / (eps x timeout)) images of each eps (in the recorded selection's order) are
     listed (a warning on stderr says so); if not even one image fits, a VfbenchError, no file."""
     root = Path(root)
-    per_eps = [(Path(images_csv).parent / "vnnlib", read_images_csv(images_csv))
+    per_eps = [(Path(images_csv).parent / "vnnlib",
+                read_images_csv(images_csv) if images is None else run_images(images_csv, images))
                for images_csv in images_csvs]
     keep = max(len(rows) for _, rows in per_eps)
     total_s = sum(len(rows) for _, rows in per_eps) * timeout_s
@@ -245,7 +271,7 @@ def write_instances(onnx_path, images_csvs: list, timeout_s: float, root, out_cs
             raise VfbenchError(
                 f"{out_csv}: {len(per_eps)} eps x timeout {timeout_s:g} s exceeds VNN-COMP's "
                 f"{MAX_BENCHMARK_TIMEOUT_S / 3600:g} h per benchmark even for one image; lower "
-                f"verify.timeout_s or the eps list")
+                f"the timeout (verify.timeout_s, a verifier's timeout) or the eps list")
         print(f"warning: {out_csv}: {sum(len(r) for _, r in per_eps)} properties x "
               f"{timeout_s:g} s = {total_s / 3600:.3g} h > VNN-COMP's "
               f"{MAX_BENCHMARK_TIMEOUT_S / 3600:g} h per benchmark: listing the first {keep} "

@@ -37,7 +37,8 @@ def _defaults_lines(name: str, defaults: dict, note: str = "") -> list[str]:
 # section title, config place, names -> lines of one entry
 SECTIONS = [
     ("verifiers", "verify.verifiers.<name>: {method: ..., timeout: seconds (default "
-     "verify.timeout_s), only_arch: [...] (default: every arch), ...options}", METHOD_OPTIONS,
+     "verify.timeout_s), only_arch: [...] / only_dataset: [...] (default: every arch / dataset), "
+     "images: N (default: every image of each model), ...options}", METHOD_OPTIONS,
      _verifier_lines),
     ("losses", "train.<name>.loss_options.<loss>", LOSS_OPTIONS,
      lambda n: _defaults_lines(n, LOSS_OPTIONS[n].defaults,

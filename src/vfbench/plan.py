@@ -13,25 +13,17 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfbench.config import (
-    expand_models,
-    format_eps,
-    n_shards,
-    shard_bounds,
-    verifier_specs,
-    verifiers_for,
-)
+from vfbench import layout
+from vfbench.config import VerifyRun, expand_models, spec_images, verifier_specs, verify_runs
 from vfbench.errors import VfbenchError
 
-TABLE_FORMATS = ("csv", "md", "tex")
 
-
-def shard_runtime_minutes(config: dict, shard: int, timeout_s: float) -> int:
+def shard_runtime_minutes(run: VerifyRun, shard: int) -> int:
     """Wall time a verification shard asks the scheduler for: every image may run to its
-    verifier's ``timeout_s`` (plus 50% and 5 s of PGD and bookkeeping each), plus 2 minutes of
+    verifier's timeout (plus 50% and 5 s of PGD and bookkeeping each), plus 2 minutes of
     start-up."""
-    start, stop = shard_bounds(config, shard)
-    seconds = (stop - start) * (timeout_s * 1.5 + 5) + 120
+    start, stop = run.shard_bounds(shard)
+    seconds = (stop - start) * (run.verifier.timeout_s * 1.5 + 5) + 120
     return max(5, math.ceil(seconds / 60))
 
 
@@ -40,10 +32,11 @@ class Plan:
     campaign: str
     results: str  # results_dir/campaign: where every output goes
     models: int
-    images: int  # images verified per (model, eps, verifier)
-    shards: int  # shards per (model, eps, verifier)
+    images: int  # images verified per (model, eps, verifier), the most of any run
+    shards: int  # shards per (model, eps, verifier), the most of any run
     verify_runs: int  # (model, eps, verifier) combinations
     timeouts_s: dict[str, float]  # verifier -> seconds per image
+    run_images: list[int] = field(default_factory=list)  # per (model, eps, verifier) run
     run_timeouts_s: list[float] = field(default_factory=list)  # per (model, eps, verifier) run
     jobs: dict[str, int] = field(default_factory=dict)  # rule -> jobs, in DAG order
     shard_minutes: int = 0  # runtime requested by all verification shards together
@@ -59,78 +52,73 @@ class Plan:
         return sum(self.jobs.values())
 
     @property
+    def images_verified(self) -> int:
+        return sum(self.run_images)
+
+    @property
     def gpu_hours_bound(self) -> float:
         """Every image of every (model, eps, verifier) running to its verifier's timeout. A bound,
         not an estimate: verified and falsified images end early."""
-        return self.images * sum(self.run_timeouts_s) / 3600
+        return sum(n * t for n, t in zip(self.run_images, self.run_timeouts_s,
+                                         strict=True)) / 3600
 
 
 def make_plan(config: dict) -> Plan:
     """The plan of a validated config (`vfbench.config.load_config` / `validate_config`)."""
     from vfbench.report_entries import plot_entries, table_entries
-    from vfbench.transforms import needs_scores, resolve_transform_entry
 
-    results = f"{config['results_dir']}/{config['campaign']}"
+    results = layout.campaign_folder(config)
     models = expand_models(config)
-    shards = n_shards(config)
-    score_keys = {
-        name: list(needs_scores(resolve_transform_entry(entry)))
-        for name, entry in config["transform"].items()
-    }
+    runs = verify_runs(config)
+    inputs = layout.report_inputs(config)
 
-    datasets = dict.fromkeys(m.dataset for m in models)
-    bases = dict.fromkeys(m.base_id for m in models)
-    scores = dict.fromkeys(
-        (m.base_id, key) for m in models for key in score_keys[m.transform]
-    )
-    specs = dict.fromkeys((m.dataset, format_eps(e)) for m in models for e in m.eps)
-    verifiers = verifier_specs(config)
-    runs = [(m, verifiers[v], e) for m in models for v in verifiers_for(config, m.arch)
-            for e in m.eps]
-    merged = [f"{results}/verify/{m.id}/{v.name}/eps{format_eps(e)}.parquet" for m, v, e in runs]
-    tables = [f"{results}/tables/{name}.{ext}"
-              for name in table_entries(config) for ext in TABLE_FORMATS]
-    plots = [f"{results}/plots/{name}.png" for name in plot_entries(config)]
+    def under(paths):
+        return [f"{results}/{p}" for p in paths]
+
+    merged = under(p for _, p in inputs["verify"])
+    tables = under(layout.table(name, ext)
+                   for name in table_entries(config) for ext in layout.TABLE_FORMATS)
+    plots = under(layout.plot(name) for name in plot_entries(config))
 
     n_models = len(models)
     plan = Plan(
         campaign=config["campaign"],
         results=results,
         models=n_models,
-        images=config["verify"]["images"],
-        shards=shards,
-        verify_runs=len(merged),
-        timeouts_s={name: v.timeout_s for name, v in verifiers.items()},
-        run_timeouts_s=[v.timeout_s for _, v, _ in runs],
+        images=max((r.images for r in runs), default=0),
+        shards=max((r.shards for r in runs), default=0),
+        verify_runs=len(runs),
+        timeouts_s={name: v.timeout_s for name, v in verifier_specs(config).items()},
+        run_images=[r.images for r in runs],
+        run_timeouts_s=[r.verifier.timeout_s for r in runs],
     )
     plan.jobs = {
-        "fetch_data": len(datasets),
-        "train_base": len(bases),
-        "scores": len(scores),
+        "fetch_data": len({m.dataset for m in models}),
+        "train_base": len(inputs["train"]),
+        "scores": len(inputs["scores"]),
         "transform": n_models,
         "fold_bn": n_models,
         "export_onnx": n_models,
         "evaluate": n_models,
-        "make_specs": len(specs),
+        "make_specs": len(spec_images(models)),
         "make_instances": n_models,
         "specs_package": 1,
-        "verify_shard": len(merged) * shards,
-        "merge_verify": len(merged),
+        "verify_shard": sum(r.shards for r in runs),
+        "merge_verify": len(runs),
         # one job each, none when the campaign asks for no table / figure (no outputs, no target)
         "tables": int(bool(tables)),
         "plots": int(bool(plots)),
         "all": 1,
     }
     plan.jobs = {rule: n for rule, n in plan.jobs.items() if n}
-    plan.shard_minutes = sum(shard_runtime_minutes(config, k, v.timeout_s)
-                             for _, v, _ in runs for k in range(shards))
+    plan.shard_minutes = sum(shard_runtime_minutes(r, k) for r in runs for k in range(r.shards))
     plan.outputs = {
         "tables": tables,
         "plots": plots,
         "verification records (merged)": merged,
-        "evaluation metrics": [f"{results}/eval/{m.id}/metrics.json" for m in models],
-        "ONNX models": [f"{results}/onnx/{m.id}.onnx" for m in models],
-        "VNN-COMP instances": [f"{results}/specs/{m.id}/instances.csv" for m in models],
+        "evaluation metrics": under(p for _, p in inputs["evaluate"]),
+        "ONNX models": under(layout.onnx_model(m.id) for m in models),
+        "VNN-COMP instances": under(layout.instances_csv(m.id) for m in models),
     }
     return plan
 
@@ -141,15 +129,16 @@ def measured_seconds(results: str | Path) -> dict[str, dict]:
     over every image tried (misclassified and error records included: they cost time too)."""
     import pandas as pd
 
-    root = Path(results) / "verify"
-    paths = sorted(root.glob("*/*/*/*/*/eps*.parquet"))
+    root = Path(results)
+    paths = sorted(root.glob(layout.verify_merged("*/*/*/*", "*", "*")))
     if not paths:
         raise VfbenchError(f"{results}: no merged verification records "
-                           f"(verify/<dataset>/<arch>/<train>/<transform>/<verifier>/eps*.parquet)"
-                           "; is it a finished campaign's results folder?")
+                           f"({layout.verify_merged()}); is it a finished campaign's results "
+                           "folder?")
     seconds: dict[str, list[float]] = {}
     for path in paths:
-        arch, verifier = path.relative_to(root).parts[1], path.parent.name
+        ids = layout.parse("verify", path.relative_to(root).as_posix())
+        arch, verifier = ids["arch"], ids["verifier"]
         times = pd.read_parquet(path, columns=["time_s"])["time_s"].dropna()
         seconds.setdefault(f"{arch}/{verifier}", []).extend(times.tolist())
     return {key: {"images": len(values), "mean_s": sum(values) / len(values)}
@@ -163,14 +152,13 @@ def measure_plan(plan: Plan, config: dict, results: str | Path) -> Plan:
     plan.measured = measured_seconds(results)
     plan.measured_from = str(results)
     seconds, missing = 0.0, set()
-    for m in expand_models(config):
-        for verifier in verifiers_for(config, m.arch):
-            key, timeout_s = f"{m.arch_part}/{verifier}", plan.timeouts_s[verifier]
-            per_image = plan.measured.get(key, {}).get("mean_s")
-            if per_image is None:
-                missing.add(key)
-                per_image = timeout_s
-            seconds += len(m.eps) * plan.images * min(per_image, timeout_s)
+    for run in verify_runs(config):
+        key, timeout_s = f"{run.model.arch_part}/{run.verifier.name}", run.verifier.timeout_s
+        per_image = plan.measured.get(key, {}).get("mean_s")
+        if per_image is None:
+            missing.add(key)
+            per_image = timeout_s
+        seconds += run.images * min(per_image, timeout_s)
     plan.estimated_hours = seconds / 3600
     plan.unmeasured = sorted(missing)
     return plan
@@ -179,16 +167,18 @@ def measure_plan(plan: Plan, config: dict, results: str | Path) -> Plan:
 def format_plan(plan: Plan, source: str, list_outputs: bool = False) -> str:
     """The human-readable plan that `vfbench plan` prints."""
     width = max(len(rule) for rule in plan.jobs)
+    fewest = min(plan.run_images, default=plan.images)
+    each = f"{plan.images} images each, in {plan.shards} shards" if fewest == plan.images else \
+        f"{fewest} to {plan.images} images each, in up to {plan.shards} shards"
     lines = [
         f"campaign {plan.campaign}  ({source})  ->  {plan.results}/",
-        f"{plan.models} models, {plan.verify_runs} (model, eps, verifier) runs of "
-        f"{plan.images} images each, in {plan.shards} shards",
+        f"{plan.models} models, {plan.verify_runs} (model, eps, verifier) runs of {each}",
         "",
         "jobs per rule:",
         *(f"  {rule:<{width}}  {n:>8,}" for rule, n in plan.jobs.items()),
         f"  {'total':<{width}}  {plan.total_jobs:>8,}",
         "",
-        f"verification: {plan.verify_runs * plan.images:,} images, timeouts "
+        f"verification: {plan.images_verified:,} images, timeouts "
         + ", ".join(f"{v} {s:g} s" for v, s in plan.timeouts_s.items())
         + f" = at most {plan.gpu_hours_bound:,.1f} GPU-hours (every image to its timeout)",
         f"verification shards request {plan.shard_minutes / 60:,.1f} h of wall time in all",

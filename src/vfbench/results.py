@@ -2,16 +2,17 @@
 
 ``load_results`` gathers merged verification parquets, evaluate ``metrics.json``, training
 ``base.json``, transform ``report.json`` and per-neuron score files (``scores/{id}.npz``) from
-explicit lists of (id, path); ``load_results_from_paths`` takes the plain path lists a rule passes
-and reads the ids from the documented results layout. Score files can be large (one value per
-neuron), so they are read when a figure first asks for one.
+explicit lists of (id, path); ``load_campaign_results`` takes those of a campaign from its config
+(``vfbench.layout.report_inputs``, the list the tables and plots rules wait for): no path is parsed
+for an id. Score files can be large (one value per neuron), so they are read when a figure first
+asks for one.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -114,13 +115,15 @@ class CampaignResults:
         return {parse_model_id(m.id): m for m in expand_models(self.config)}
 
     def verifiers(self, key: ModelKey | None = None) -> list[str]:
-        """The configured verifiers (for model ``key``: those whose ``only_arch`` admits its
-        architecture), then any other verifier the records name."""
+        """The configured verifiers (for model ``key``: those whose ``only_arch`` and
+        ``only_dataset`` admit it), then any other verifier the records name."""
         entries = self.config.get("verify", {}).get("verifiers", {})
         model = self.campaign_models.get(key) if key else None
-        arch = model.arch if model else key[1] if key else None
+        dataset, arch = (model.dataset, model.arch) if model else key[:2] if key else (None, None)
         configured = [name for name, entry in entries.items()
-                      if arch is None or arch in ((entry or {}).get("only_arch") or [arch])]
+                      if key is None or (arch in ((entry or {}).get("only_arch") or [arch])
+                                         and dataset in ((entry or {}).get("only_dataset")
+                                                         or [dataset]))]
         recorded = [v for (k, v) in self.records if key is None or k == key]
         return list(dict.fromkeys(configured + recorded))
 
@@ -210,67 +213,32 @@ def load_results(config: Mapping, *, verify: Pairs = (), evals: Pairs = (), trai
     return results
 
 
-# Where each input sits in results/{campaign}/ (docs/design.md): the folder that anchors it, how
-# many path parts after the anchor name the model, and the folder between those and the file
-# ("*": any name, e.g. the verifier's).
-_LAYOUT = {
-    "verify": ("verify", 4, "*"),       # verify/{d}/{a}/{t}/{x}/{verifier}/eps{eps}.parquet
-    "evaluate": ("eval", 4, None),      # eval/{d}/{a}/{t}/{x}/metrics.json
-    "train": ("models", 3, None),       # models/{d}/{a}/{t}/base.json
-    "transform": ("models", 4, None),   # models/{d}/{a}/{t}/{x}/report.json
-    "scores": ("models", 3, "scores"),  # models/{d}/{a}/{t}/scores/{score id}.npz
-}
-SCORE_SUFFIX = ".npz"
+def load_campaign_results(config: Mapping, folder: str | os.PathLike | None = None
+                          ) -> CampaignResults:
+    """``load_results`` of a validated campaign config: every file its tables and figures read
+    (``vfbench.layout.report_inputs``), under ``folder`` (default: ``results_dir/campaign``)."""
+    from vfbench import layout
 
-
-def model_id_from_path(path: str | os.PathLike, kind: str) -> str:
-    """The id a results file belongs to, read from its place in the results layout: the model's
-    ``dataset/arch/train[/transform]``; for a score file ``dataset/arch/train/{score id}``."""
-    anchor, n, folder = _LAYOUT[kind]
-    parts = Path(path).parts
-    depth = n + (2 if folder is None else 3)  # anchor + id (+ folder) + file
-    if len(parts) < depth or parts[-depth] != anchor or folder not in (None, "*", parts[-2]):
-        where = f"{anchor}/" + (f"{{dataset}}/{{arch}}/{{train}}/{folder}/" if kind == "scores"
-                                else "")
-        raise VfbenchError(f"{path}: not a {kind} output under results/{{campaign}}/{where}")
-    model = parts[-depth + 1:-depth + 1 + n]
-    if kind != "scores":
-        return "/".join(model)
-    if not parts[-1].endswith(SCORE_SUFFIX):
-        raise VfbenchError(f"{path}: a score file is named {{score id}}{SCORE_SUFFIX}")
-    return "/".join((*model, parts[-1][:-len(SCORE_SUFFIX)]))
-
-
-def load_results_from_paths(config: Mapping, *, verify: Sequence = (), evaluate: Sequence = (),
-                            train: Sequence = (), transform: Sequence = (),
-                            scores: Sequence = ()) -> CampaignResults:
-    """``load_results`` for the plain path lists a Snakemake rule passes."""
-    def pairs(paths, kind):
-        return [(model_id_from_path(p, kind), p) for p in paths]
-    return load_results(config, verify=pairs(verify, "verify"), evals=pairs(evaluate, "evaluate"),
-                        train=pairs(train, "train"), transform=pairs(transform, "transform"),
-                        scores=pairs(scores, "scores"))
+    folder = Path(folder if folder is not None else layout.campaign_folder(config))
+    pairs = {kind: [(ident, folder / path) for ident, path in listed]
+             for kind, listed in layout.report_inputs(dict(config)).items()}
+    return load_results(config, verify=pairs["verify"], evals=pairs["evaluate"],
+                        train=pairs["train"], transform=pairs["transform"],
+                        scores=pairs["scores"])
 
 
 # --- command line (scripts/tables.py, scripts/plots.py) -----------------------------------------
 
 def add_results_arguments(parser) -> None:
-    """The arguments both the tables and the plots CLI take: the config and the input lists."""
+    """The arguments both the tables and the plots CLI take: the config, where its results are,
+    where the outputs go."""
     from vfbench.scripting import json_arg
 
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config-json", type=json_arg, help="the resolved campaign config, JSON")
     source.add_argument("--config", help="a campaign config file (YAML), validated here")
-    parser.add_argument("--verify", nargs="*", default=[],
-                        help="merged verify/{dataset}/{arch}/{train}/{transform}/{verifier}/"
-                             "eps{eps}.parquet files")
-    parser.add_argument("--evaluate", nargs="*", default=[], help="eval/.../metrics.json files")
-    parser.add_argument("--train", nargs="*", default=[],
-                        help="models/{dataset}/{arch}/{train}/base.json files")
-    parser.add_argument("--transform", nargs="*", default=[],
-                        help="models/.../{transform}/report.json files")
-    parser.add_argument("--scores", nargs="*", default=[],
-                        help="models/{dataset}/{arch}/{train}/scores/{score id}.npz files")
+    parser.add_argument("--results", default=None,
+                        help="the campaign folder (default: the config's results_dir/campaign)")
     parser.add_argument("--out-dir", required=True)
 
 
@@ -281,6 +249,4 @@ def load_results_from_arguments(args) -> CampaignResults:
         config = load_config(args.config)
     else:
         config = args.config_json
-    return load_results_from_paths(config, verify=args.verify, evaluate=args.evaluate,
-                                   train=args.train, transform=args.transform,
-                                   scores=args.scores)
+    return load_campaign_results(config, args.results)

@@ -65,8 +65,9 @@ def write_package(root: str | os.PathLike, specs: list[dict], instances: list[di
     """Write ``root/specs/package.json`` and ``root/specs/generate_properties.py``.
 
     ``specs``: one {"data", "eps", "images_csv"} per make_specs output (eps as the folder's
-    string); ``instances``: one {"onnx", "images_csvs", "timeout_s", "out"} per make_instances
-    output; paths relative to ``root``, the campaign folder."""
+    string); ``instances``: one {"onnx", "images_csvs", "images", "timeout_s", "out"} per
+    make_instances output (``images``: how many of each eps); paths relative to ``root``, the
+    campaign folder (vfbench.layout.specs_package_layout)."""
     root = Path(root)
     recorded = []
     for entry in specs:
@@ -108,6 +109,7 @@ def generate_properties(specs_folder: str | os.PathLike, seed: int) -> None:
                     selection=entry["selection"])
     for entry in instances:
         write_instances(root / entry["onnx"], [root / p for p in entry["images_csvs"]],
-                        float(entry["timeout_s"]), root, root / entry["out"])
+                        float(entry["timeout_s"]), root, root / entry["out"],
+                        images=entry.get("images"))
     print(f"SEED {seed}: rebuilt {len(specs)} property sets and {len(instances)} instances.csv "
           f"from the recorded image selection (SEED changes nothing)")

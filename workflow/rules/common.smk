@@ -7,16 +7,15 @@ import os
 import shlex
 import sys
 
+from vfbench import layout
 from vfbench.config import (
     canonical_json,
     expand_models,
-    format_eps,
-    n_shards,
-    shard_bounds,
+    spec_images,
     validate_config,
     validate_schema,
     verifier_specs,
-    verifiers_for,
+    verify_runs,
 )
 from vfbench.errors import VfbenchError
 from vfbench.plan import shard_runtime_minutes
@@ -33,15 +32,28 @@ try:
 except VfbenchError as exc:
     raise WorkflowError(str(exc)) from None
 
-RESULTS = f"{config['results_dir']}/{config['campaign']}"
+RESULTS = layout.campaign_folder(config)
 MODELS = expand_models(config)
 MODEL_BY_ID = {m.id: m for m in MODELS}
 BASE_BY_ID = {m.base_id: m for m in MODELS}  # dataset/arch/train -> a model made from it
 VERIFIERS = verifier_specs(config)  # name -> resolved options and timeout
+RUNS = verify_runs(config)  # (model, verifier, eps): its images and shards
+RUN_BY_KEY = {(r.model.id, r.verifier.name, layout.format_eps(r.eps)): r for r in RUNS}
+SPEC_IMAGES = {(d, layout.format_eps(e)): n for (d, e), n in spec_images(MODELS).items()}
+SPECS_PACKAGE_LAYOUT = layout.specs_package_layout(config)  # what make_specs / _instances get
+INSTANCES_BY_ID = dict(zip(MODEL_BY_ID, SPECS_PACKAGE_LAYOUT["instances"], strict=True))
 PYTHON = shlex.quote(sys.executable)  # the environment's interpreter, also on compute nodes
 SCRIPTS = shlex.quote(os.path.join(workflow.basedir, "scripts"))
-SHARDS = list(range(n_shards(config)))
 COMPUTE = f"--seed {config['seed']} --device {config['device']} --threads {config['threads']}"
+
+
+def path(artifact, *ids):
+    """The artifact's path under RESULTS (vfbench.layout); without ids, its wildcard pattern."""
+    return f"{RESULTS}/{artifact(*ids)}"
+
+
+def log_path(rule, *ids):
+    return f"{RESULTS}/{layout.log(rule, *ids)}"
 
 
 def script(name):
@@ -61,14 +73,28 @@ def ordered_json_param(obj):
     return shlex.quote(json.dumps(obj, separators=(",", ":"), default=str))
 
 
+def model_id(wildcards):
+    """``dataset/arch/train/transform`` of a rule's wildcards."""
+    return layout.MODEL.format(**dict(wildcards.items()))
+
+
+def base_id(wildcards):
+    """``dataset/arch/train`` of a rule's wildcards."""
+    return layout.BASE.format(**dict(wildcards.items()))
+
+
 def model_of(wildcards):
-    key = f"{wildcards.dataset}/{wildcards.arch}/{wildcards.train}/{wildcards.transform}"
-    return MODEL_BY_ID[key]
+    return MODEL_BY_ID[model_id(wildcards)]
 
 
 def base_of(wildcards):
     """The architecture name and options of the base network at {dataset}/{arch}/{train}."""
-    return BASE_BY_ID[f"{wildcards.dataset}/{wildcards.arch}/{wildcards.train}"]
+    return BASE_BY_ID[base_id(wildcards)]
+
+
+def run_of(wildcards):
+    """The verification run (vfbench.config.VerifyRun) of a {model}/{verifier}/eps{eps} output."""
+    return RUN_BY_KEY[(model_id(wildcards), wildcards.verifier, wildcards.eps)]
 
 
 def rule_resources(name, **computed):
@@ -87,48 +113,20 @@ def check_resource_rules():
 
 def verify_runtime_minutes(wildcards, attempt):
     """A shard's wall-time request (vfbench.plan), longer on each retry."""
-    timeout = VERIFIERS[wildcards.verifier].timeout_s
-    return shard_runtime_minutes(config, int(wildcards.shard), timeout) * attempt
+    return shard_runtime_minutes(run_of(wildcards), int(wildcards.shard)) * attempt
 
 
 def verify_outputs():
-    return [
-        f"{RESULTS}/verify/{m.id}/{v}/eps{format_eps(e)}.parquet"
-        for m in MODELS
-        for v in verifiers_for(config, m.arch)
-        for e in m.eps
-    ]
+    return [path(layout.verify_merged, r.model.id, r.verifier.name, r.eps) for r in RUNS]
 
 
 def eval_outputs():
-    return [f"{RESULTS}/eval/{m.id}/metrics.json" for m in MODELS]
-
-
-def specs_package_layout():
-    """What make_specs and make_instances are given, paths relative to RESULTS: the record from
-    which specs/generate_properties.py rebuilds their files."""
-    datasets = sorted({m.dataset for m in MODELS})
-    return {
-        "specs": [{"data": f"data/{d}.npz", "eps": format_eps(e),
-                   "images_csv": f"specs/{d}/eps{format_eps(e)}/images.csv"}
-                  for d in datasets
-                  for e in sorted({e for m in MODELS if m.dataset == d for e in m.eps})],
-        "instances": [{"onnx": f"onnx/{m.id}.onnx",
-                       "images_csvs": [f"specs/{m.dataset}/eps{format_eps(e)}/images.csv"
-                                       for e in m.eps],
-                       "timeout_s": config["verify"]["timeout_s"],
-                       "out": f"specs/{m.id}/instances.csv"} for m in MODELS],
-    }
-
-
-def score_paths(base_id, transform):
-    entry = resolve_transform_entry(config["transform"][transform])
-    return [f"{RESULTS}/models/{base_id}/scores/{score}.npz" for score in needs_scores(entry)]
+    return [path(layout.eval_metrics, m.id) for m in MODELS]
 
 
 def score_inputs(wildcards):
-    return score_paths(f"{wildcards.dataset}/{wildcards.arch}/{wildcards.train}",
-                       wildcards.transform)
+    entry = resolve_transform_entry(config["transform"][wildcards.transform])
+    return [path(layout.score_file, base_id(wildcards), score) for score in needs_scores(entry)]
 
 
 def spec_models(wildcards):
@@ -136,29 +134,25 @@ def spec_models(wildcards):
     whose FGSM outcomes must agree), so the specs wait for them; the other selections need none."""
     if config["verify"]["image_selection"] != "fgsm_agreement":
         return []
-    return [f"{RESULTS}/models/{m.id}/folded.pt" for m in MODELS
+    return [path(layout.folded_checkpoint, m.id) for m in MODELS
             if m.dataset == wildcards.dataset]
 
 
 TABLES_OF_CAMPAIGN = table_entries(config)  # name -> (layout, options)
 PLOTS_OF_CAMPAIGN = plot_entries(config)
+REPORT_INPUTS = layout.report_inputs(config)  # kind -> (id, path) pairs
 
 
 def table_outputs():
-    return [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES_OF_CAMPAIGN
-            for ext in ("csv", "md", "tex")]
+    return [path(layout.table, name, ext) for name in TABLES_OF_CAMPAIGN
+            for ext in layout.TABLE_FORMATS]
 
 
 def plot_outputs():
-    return [f"{RESULTS}/plots/{name}.png" for name in PLOTS_OF_CAMPAIGN]
+    return [path(layout.plot, name) for name in PLOTS_OF_CAMPAIGN]
 
 
 def campaign_inputs():
-    """Every per-model result the tables and plots read, as explicit file lists."""
-    return {
-        "verify": verify_outputs(),
-        "evaluate": eval_outputs(),
-        "train": sorted({f"{RESULTS}/models/{m.base_id}/base.json" for m in MODELS}),
-        "transform": [f"{RESULTS}/models/{m.id}/report.json" for m in MODELS],
-        "scores": sorted({path for m in MODELS for path in score_paths(m.base_id, m.transform)}),
-    }
+    """Every per-model result the tables and plots read (the script derives the same list from
+    the config: vfbench.layout.report_inputs)."""
+    return {kind: [f"{RESULTS}/{p}" for _, p in pairs] for kind, pairs in REPORT_INPUTS.items()}

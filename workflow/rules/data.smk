@@ -1,13 +1,13 @@
 rule fetch_data:
     output:
-        npz=f"{RESULTS}/data/{{dataset}}.npz",
-        card=f"{RESULTS}/data/{{dataset}}.json",
+        npz=path(layout.data_npz),
+        card=path(layout.data_card),
     params:
         cmd=script("fetch_data"),
         entry=lambda wc: json_param(config["data"][wc.dataset]),
         cache=f"{config['results_dir']}/.cache/downloads",
     log:
-        f"{RESULTS}/logs/fetch_data/{{dataset}}.log",
+        log_path("fetch_data", layout.DATASET),
     resources:
         **rule_resources("fetch_data"),
     shell:

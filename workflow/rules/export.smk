@@ -1,14 +1,14 @@
 rule fold_bn:
     input:
-        model=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/{{transform}}/model.pt",
-        data=f"{RESULTS}/data/{{dataset}}.npz",
+        model=path(layout.transformed_checkpoint),
+        data=path(layout.data_npz),
     output:
-        f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/{{transform}}/folded.pt",
+        path(layout.folded_checkpoint),
     params:
         cmd=script("fold_bn"),
         tolerance=config["fold"]["tolerance"],
     log:
-        f"{RESULTS}/logs/fold_bn/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
+        log_path("fold_bn", layout.MODEL),
     resources:
         **rule_resources("fold_bn"),
     shell:
@@ -18,16 +18,16 @@ rule fold_bn:
 
 rule export_onnx:
     input:
-        model=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/{{transform}}/folded.pt",
-        data=f"{RESULTS}/data/{{dataset}}.npz",
+        model=path(layout.folded_checkpoint),
+        data=path(layout.data_npz),
     output:
-        onnx=f"{RESULTS}/onnx/{{dataset}}/{{arch}}/{{train}}/{{transform}}.onnx",
-        check=f"{RESULTS}/onnx/{{dataset}}/{{arch}}/{{train}}/{{transform}}.json",
+        onnx=path(layout.onnx_model),
+        check=path(layout.onnx_check),
     params:
         cmd=script("export_onnx"),
         settings=lambda wc: json_param(config["export"]),
     log:
-        f"{RESULTS}/logs/export_onnx/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
+        log_path("export_onnx", layout.MODEL),
     resources:
         **rule_resources("export_onnx"),
     shell:
@@ -36,19 +36,21 @@ rule export_onnx:
         " 2> {log}"
 
 
+# The images of a (dataset, eps): as many as the most any model verified there asks for; a model
+# or verifier with fewer takes the first ones (vfbench.config.spec_images).
 rule make_specs:
     input:
-        data=f"{RESULTS}/data/{{dataset}}.npz",
+        data=path(layout.data_npz),
         models=spec_models,
     output:
-        vnnlib=directory(f"{RESULTS}/specs/{{dataset}}/eps{{eps}}/vnnlib"),
-        images=f"{RESULTS}/specs/{{dataset}}/eps{{eps}}/images.csv",
+        vnnlib=directory(path(layout.vnnlib_folder)),
+        images=path(layout.images_csv),
     params:
         cmd=script("make_specs"),
-        images=config["verify"]["images"],
+        images=lambda wc: SPEC_IMAGES[(wc.dataset, wc.eps)],
         selection=config["verify"]["image_selection"],
     log:
-        f"{RESULTS}/logs/make_specs/{{dataset}}/eps{{eps}}.log",
+        log_path("make_specs", layout.DATASET, f"eps{layout.EPS}"),
     resources:
         **rule_resources("make_specs"),
     shell:
@@ -58,37 +60,37 @@ rule make_specs:
         " 2> {log}"
 
 
+# One model's VNN-COMP benchmark: its images at each of its eps (vfbench.layout.specs_package_layout).
 rule make_instances:
     input:
-        onnx=f"{RESULTS}/onnx/{{dataset}}/{{arch}}/{{train}}/{{transform}}.onnx",
-        images=lambda wc: [f"{RESULTS}/specs/{wc.dataset}/eps{format_eps(e)}/images.csv"
-                           for e in model_of(wc).eps],
+        onnx=path(layout.onnx_model),
+        images=lambda wc: [f"{RESULTS}/{p}" for p in INSTANCES_BY_ID[model_id(wc)]["images_csvs"]],
     output:
-        f"{RESULTS}/specs/{{dataset}}/{{arch}}/{{train}}/{{transform}}/instances.csv",
+        path(layout.instances_csv),
     params:
         cmd=script("make_instances"),
-        timeout=config["verify"]["timeout_s"],
-        root=lambda wc, output: output[0].split("/specs/")[0],
+        n_images=lambda wc: INSTANCES_BY_ID[model_id(wc)]["images"],
+        timeout=lambda wc: INSTANCES_BY_ID[model_id(wc)]["timeout_s"],
+        root=lambda wc, output: layout.folder_of(output[0], layout.instances_csv(model_id(wc))),
     log:
-        f"{RESULTS}/logs/make_instances/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
+        log_path("make_instances", layout.MODEL),
     shell:
-        "{params.cmd} --onnx {input.onnx} --images {input.images}"
+        "{params.cmd} --onnx {input.onnx} --images {input.images} --count {params.n_images}"
         " --timeout {params.timeout} --root {params.root} --out {output} 2> {log}"
 
 
 rule specs_package:
     input:
-        images=lambda wc: [f"{RESULTS}/{e['images_csv']}" for e in specs_package_layout()["specs"]],
-        instances=lambda wc: [f"{RESULTS}/{e['out']}"
-                              for e in specs_package_layout()["instances"]],
+        images=[f"{RESULTS}/{e['images_csv']}" for e in SPECS_PACKAGE_LAYOUT["specs"]],
+        instances=[f"{RESULTS}/{e['out']}" for e in SPECS_PACKAGE_LAYOUT["instances"]],
     output:
-        package=f"{RESULTS}/specs/package.json",
-        script=f"{RESULTS}/specs/generate_properties.py",
+        package=f"{RESULTS}/{layout.SPECS_PACKAGE}",
+        script=f"{RESULTS}/{layout.GENERATE_PROPERTIES}",
     params:
         cmd=script("make_specs_package"),
-        root=lambda wc, output: os.path.dirname(os.path.dirname(output.package)),
-        layout=lambda wc: json_param(specs_package_layout()),
+        root=lambda wc, output: layout.folder_of(output.package, layout.SPECS_PACKAGE),
+        layout=json_param(SPECS_PACKAGE_LAYOUT),
     log:
-        f"{RESULTS}/logs/specs_package.log",
+        log_path("specs_package"),
     shell:
         "{params.cmd} --root {params.root} --layout-json {params.layout} 2> {log}"

@@ -1,5 +1,6 @@
 # Tables and figures of the papers from the campaign's merged records, metrics, transform reports
-# and score files (vfbench.results -> vfbench.tables / plots).
+# and score files (vfbench.results -> vfbench.tables / plots). The scripts read the same files:
+# vfbench.layout.report_inputs gives both the (id, path) pairs, from the config.
 
 
 rule tables:
@@ -7,21 +8,20 @@ rule tables:
         **campaign_inputs(),
     output:
         [
-            report(f"{RESULTS}/tables/{name}.csv", category="Tables",
-                   caption=f"../report/tables/{layout}.rst")
-            for name, (layout, _) in TABLES_OF_CAMPAIGN.items()
+            report(path(layout.table, name, "csv"), category="Tables",
+                   caption=f"../report/tables/{kind}.rst")
+            for name, (kind, _) in TABLES_OF_CAMPAIGN.items()
         ],
-        [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES_OF_CAMPAIGN for ext in ("md", "tex")],
+        [path(layout.table, name, ext) for name in TABLES_OF_CAMPAIGN
+         for ext in layout.TABLE_FORMATS if ext != "csv"],
     params:
         cmd=script("tables"),
         config=lambda wc: ordered_json_param(config),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
-        f"{RESULTS}/logs/tables.log",
+        log_path("tables"),
     shell:
-        "{params.cmd} --config-json {params.config} --verify {input.verify}"
-        " --evaluate {input.evaluate} --train {input.train} --transform {input.transform}"
-        " --scores {input.scores} --out-dir {params.out_dir} 2> {log}"
+        "{params.cmd} --config-json {params.config} --out-dir {params.out_dir} 2> {log}"
 
 
 rule plots:
@@ -29,17 +29,15 @@ rule plots:
         **campaign_inputs(),
     output:
         [
-            report(f"{RESULTS}/plots/{name}.png", category="Figures",
-                   caption=f"../report/plots/{layout}.rst")
-            for name, (layout, _) in PLOTS_OF_CAMPAIGN.items()
+            report(path(layout.plot, name), category="Figures",
+                   caption=f"../report/plots/{kind}.rst")
+            for name, (kind, _) in PLOTS_OF_CAMPAIGN.items()
         ],
     params:
         cmd=script("plots"),
         config=lambda wc: ordered_json_param(config),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
-        f"{RESULTS}/logs/plots.log",
+        log_path("plots"),
     shell:
-        "{params.cmd} --config-json {params.config} --verify {input.verify}"
-        " --evaluate {input.evaluate} --train {input.train} --transform {input.transform}"
-        " --scores {input.scores} --out-dir {params.out_dir} 2> {log}"
+        "{params.cmd} --config-json {params.config} --out-dir {params.out_dir} 2> {log}"

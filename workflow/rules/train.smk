@@ -1,10 +1,10 @@
 rule train_base:
     input:
-        data=f"{RESULTS}/data/{{dataset}}.npz",
+        data=path(layout.data_npz),
     output:
-        model=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/base.pt",
-        metrics=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/base.json",
-        log_csv=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/train_log.csv",
+        model=path(layout.base_checkpoint),
+        metrics=path(layout.base_metrics),
+        log_csv=path(layout.train_log),
     params:
         cmd=script("train_base"),
         compute=COMPUTE,
@@ -12,7 +12,7 @@ rule train_base:
         arch=lambda wc: base_of(wc).arch,
         arch_options=lambda wc: json_param(dict(base_of(wc).arch_options)),
     log:
-        f"{RESULTS}/logs/train_base/{{dataset}}/{{arch}}/{{train}}.log",
+        log_path("train_base", layout.BASE),
     threads: config["threads"]
     resources:
         **rule_resources("train_base", runtime=240, mem_mb=8000),
@@ -26,17 +26,17 @@ rule train_base:
 
 rule evaluate:
     input:
-        model=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/{{transform}}/folded.pt",
-        data=f"{RESULTS}/data/{{dataset}}.npz",
+        model=path(layout.folded_checkpoint),
+        data=path(layout.data_npz),
     output:
-        f"{RESULTS}/eval/{{dataset}}/{{arch}}/{{train}}/{{transform}}/metrics.json",
+        path(layout.eval_metrics),
     params:
         cmd=script("evaluate"),
         compute=COMPUTE,
         settings=lambda wc: json_param(config["evaluate"]),
-        eps=lambda wc: " ".join(format_eps(e) for e in model_of(wc).eps),
+        eps=lambda wc: " ".join(layout.format_eps(e) for e in model_of(wc).eps),
     log:
-        f"{RESULTS}/logs/evaluate/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
+        log_path("evaluate", layout.MODEL),
     threads: config["threads"]
     resources:
         **rule_resources("evaluate", runtime=60, mem_mb=4000),

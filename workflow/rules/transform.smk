@@ -6,17 +6,15 @@
 # learns on the dataset's training split with the losses recorded in the base checkpoint.
 rule scores:
     input:
-        model=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/base.pt",
-        data=f"{RESULTS}/data/{{dataset}}.npz",
+        model=path(layout.base_checkpoint),
+        data=path(layout.data_npz),
     output:
-        f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/scores/{{score}}.npz",
-    wildcard_constraints:
-        score=r"[A-Za-z0-9_.+-]+",
+        path(layout.score_file),
     params:
         cmd=script("scores"),
         compute=COMPUTE,
     log:
-        f"{RESULTS}/logs/scores/{{dataset}}/{{arch}}/{{train}}/{{score}}.log",
+        log_path("scores", layout.BASE, layout.SCORE),
     threads: config["threads"]
     resources:
         **rule_resources("scores", runtime=120, mem_mb=8000),
@@ -28,18 +26,18 @@ rule scores:
 
 rule transform:
     input:
-        model=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/base.pt",
-        data=f"{RESULTS}/data/{{dataset}}.npz",
+        model=path(layout.base_checkpoint),
+        data=path(layout.data_npz),
         scores=score_inputs,
     output:
-        model=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/{{transform}}/model.pt",
-        report=f"{RESULTS}/models/{{dataset}}/{{arch}}/{{train}}/{{transform}}/report.json",
+        model=path(layout.transformed_checkpoint),
+        report=path(layout.transform_report),
     params:
         cmd=script("transform"),
         compute=COMPUTE,
         entry=lambda wc: json_param(config["transform"][wc.transform]),
     log:
-        f"{RESULTS}/logs/transform/{{dataset}}/{{arch}}/{{train}}/{{transform}}.log",
+        log_path("transform", layout.MODEL),
     threads: config["threads"]
     resources:
         **rule_resources("transform", runtime=240, mem_mb=8000),

@@ -1,27 +1,32 @@
 # Robustness verification, sharded over images; each shard journals finished images and resumes.
+# A run (model, verifier, eps) verifies the first images of its dataset's specs at eps: its
+# model's `images`, at most its verifier's (vfbench.config.VerifyRun).
 
 
 rule verify_shard:
     input:
-        onnx=f"{RESULTS}/onnx/{{dataset}}/{{arch}}/{{train}}/{{transform}}.onnx",
-        data=f"{RESULTS}/data/{{dataset}}.npz",
-        images=f"{RESULTS}/specs/{{dataset}}/eps{{eps}}/images.csv",
+        onnx=path(layout.onnx_model),
+        data=path(layout.data_npz),
+        images=path(layout.images_csv),
     output:
-        f"{RESULTS}/verify/{{dataset}}/{{arch}}/{{train}}/{{transform}}/{{verifier}}/eps{{eps}}/shard{{shard}}.jsonl",
+        path(layout.verify_shard),
     params:
         cmd=script("verify_shard"),
         compute=COMPUTE,
         entry=lambda wc: json_param(VERIFIERS[wc.verifier].entry),
-        bounds=lambda wc: " ".join(map(str, shard_bounds(config, int(wc.shard)))),
+        n_images=lambda wc: run_of(wc).images,
+        bounds=lambda wc: " ".join(map(str, run_of(wc).shard_bounds(int(wc.shard)))),
         timeout=lambda wc: VERIFIERS[wc.verifier].timeout_s,
     log:
-        f"{RESULTS}/logs/verify_shard/{{dataset}}/{{arch}}/{{train}}/{{transform}}/{{verifier}}/eps{{eps}}/shard{{shard}}.log",
+        log_path("verify_shard", layout.MODEL, layout.VERIFIER, f"eps{layout.EPS}",
+                 f"shard{layout.SHARD}"),
     threads: config["threads"]
     resources:
         **rule_resources("verify_shard", runtime=verify_runtime_minutes, mem_mb=4000),
     shell:
         "{params.cmd} --onnx {input.onnx} --data {input.data}"
-        " --images {input.images} --positions {params.bounds} --eps {wildcards.eps}"
+        " --images {input.images} --count {params.n_images} --positions {params.bounds}"
+        " --eps {wildcards.eps}"
         " --verifier {wildcards.verifier} --entry-json {params.entry}"
         " --timeout {params.timeout}"
         " {params.compute}"
@@ -30,17 +35,18 @@ rule verify_shard:
 
 rule merge_verify:
     input:
-        shards=lambda wc: expand(
-            f"{RESULTS}/verify/{wc.dataset}/{wc.arch}/{wc.train}/{wc.transform}/{wc.verifier}/eps{wc.eps}/shard{{shard}}.jsonl",
-            shard=SHARDS,
-        ),
-        images=f"{RESULTS}/specs/{{dataset}}/eps{{eps}}/images.csv",
+        shards=lambda wc: [
+            path(layout.verify_shard, model_id(wc), wc.verifier, wc.eps, k)
+            for k in range(run_of(wc).shards)
+        ],
+        images=path(layout.images_csv),
     output:
-        f"{RESULTS}/verify/{{dataset}}/{{arch}}/{{train}}/{{transform}}/{{verifier}}/eps{{eps}}.parquet",
+        path(layout.verify_merged),
     params:
         cmd=script("merge_verify"),
+        n_images=lambda wc: run_of(wc).images,
     log:
-        f"{RESULTS}/logs/merge_verify/{{dataset}}/{{arch}}/{{train}}/{{transform}}/{{verifier}}/eps{{eps}}.log",
+        log_path("merge_verify", layout.MODEL, layout.VERIFIER, f"eps{layout.EPS}"),
     shell:
-        "{params.cmd} --shards {input.shards} --images {input.images}"
+        "{params.cmd} --shards {input.shards} --images {input.images} --count {params.n_images}"
         " --out {output} 2> {log}"

@@ -6,8 +6,8 @@ after training. The Verifier classes (``vfbench.verify.verifiers.VERIFIERS``) ta
 ``DEFAULTS`` from here; a test checks both registries name the same methods.
 
 A config entry is ``{method: <METHOD_OPTIONS key>, only_arch: [...], timeout: s, ...options}``;
-``method``, ``only_arch`` and ``timeout`` are the workflow's (``WORKFLOW_KEYS``), the rest are the
-method's options (``COMMON_OPTIONS`` plus its own).
+``method``, ``only_arch``, ``only_dataset``, ``timeout`` and ``images`` are the workflow's
+(``WORKFLOW_KEYS``), the rest are the method's options (``COMMON_OPTIONS`` plus its own).
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ METHOD_HELP: dict[str, str] = {
 }
 
 # Keys of a config entry that are the workflow's, not the verifier's.
-WORKFLOW_KEYS = ("method", "only_arch", "timeout")
+WORKFLOW_KEYS = ("method", "only_arch", "only_dataset", "timeout", "images")
 
 
 def method_options(method: str) -> dict[str, Option]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vfbench.config import expand_models, load_config
+from vfbench.config import expand_models, load_config, verifier_specs
 from vfbench.report_entries import plot_entries, table_entries
 from vfbench.results import parse_model_id
 from vfbench.tables import labelled, row_spec
@@ -91,26 +91,43 @@ def test_campaign_validates_and_expands(campaign):
     assert set(config["transform"]) == used_transform, "every transform entry is built"
 
 
+def _table_verifiers(options: dict, config: dict) -> list[str]:
+    """The verifiers a table entry reads (a `verifier` option: that one, else the first
+    configured; `verifiers`: those named); [] for the summary (every one of each model)."""
+    if "verifiers" in options:
+        return [v for _, v in labelled(options["verifiers"] or {})]
+    if "verifier" in options:
+        return [options["verifier"] or next(iter(config["verify"]["verifiers"]))]
+    return []
+
+
 def test_tables_read_only_what_the_campaign_builds(campaign):
     _, config, models = campaign
-    verifiers = set(config["verify"]["verifiers"])
+    verifiers = verifier_specs(config)
     for name, (layout, options) in table_entries(config).items():
+        named = _table_verifiers(options, config)
+        assert set(named) <= set(verifiers), f"table {name}: unknown verifier"
         for key, eps in table_cells(layout, options, list(config["data"])):
             model_id = "/".join(key)
             assert model_id in models, f"table {name} reads {model_id}, which is not built"
             if eps is not None:
                 assert np.isclose(models[model_id].eps, eps, rtol=1e-9).any(), \
                     f"table {name} reads {model_id} at eps {eps}, not verified there"
-        named = options.get("verifiers") or ({"": options["verifier"]}
-                                            if options.get("verifier") else {})
-        assert {v for _, v in labelled(named)} <= verifiers, f"table {name}: unknown verifier"
+            for verifier in named:  # e.g. a CIFAR-10 table reading the MNIST verifier
+                assert verifiers[verifier].runs_on(models[model_id]), \
+                    f"table {name} reads {verifier} on {model_id}, which it does not verify"
 
 
 def test_plots_read_only_what_the_campaign_builds(campaign):
     _, config, models = campaign
+    verifiers = verifier_specs(config)
     for name, (_, options) in plot_entries(config).items():
+        named = _table_verifiers(options, config)
         for model_id in plot_models(options):
             assert model_id in models, f"plot {name} reads {model_id}, which is not built"
+            for verifier in named:
+                assert verifiers[verifier].runs_on(models[model_id]), \
+                    f"plot {name} reads {verifier} on {model_id}, which it does not verify"
 
 
 def test_table_cells_catch_a_misspelt_short_name():

@@ -138,3 +138,55 @@ def test_the_dag_trains_one_base_network_per_arch_options(tmp_path):
     outputs = {re.search(r"--out (\S+)", c).group(1) for c in commands}
     assert len(outputs) == 3 and all(" --arch net1 " in c for c in commands)
 
+
+
+# The image counts and the datasets a verifier runs on: a bad value stops `snakemake -n`,
+# naming the entry and the option.
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["models"][0].update(images=0),
+     r"models\[0\]\.images: .*0 is less than the minimum of 1"),
+    (lambda c: c["verify"]["verifiers"]["crown"].update(images="ten"),
+     r"verify\.verifiers\.crown\.images: .*'ten' is not of type 'integer'"),
+    (lambda c: c["verify"]["verifiers"]["crown"].update(only_dataset=["mnist"]),
+     r"verify\.verifiers\.crown: only_dataset: unknown dataset 'mnist'; the config's data "
+     r"block has \['mnist5k'\]"),
+])
+def test_a_bad_image_count_or_dataset_stops_the_dry_run(tmp_path, mutate, message):
+    config = small_campaign()
+    mutate(config)
+    dry = dry_run(tmp_path, config)
+    assert dry.returncode != 0
+    assert re.search(message, dry.stdout + dry.stderr), (dry.stdout + dry.stderr)[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_dag_verifies_each_runs_own_images(tmp_path):
+    """A models entry's `images` and a verifier's `images` reach the jobs: the specs hold the
+    most any model asks for, each run's shards and merge cover its first images only."""
+    config = small_campaign()
+    config["models"].append({"dataset": "mnist5k", "arch": "cnn_4layer", "train": "natural",
+                             "images": 2})
+    config["verify"]["verifiers"]["ibp"] = {"method": "ibp", "images": 3, "timeout": 9}
+    config["verify"].update(images=6, shard_size=4)
+    dry = dry_run(tmp_path, config, "--printshellcmds")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    lines = dry.stdout.splitlines()
+
+    def commands(script):
+        return [line for line in lines if f"{script}.py" in line]
+
+    assert [re.search(r"--images (\d+)", c).group(1) for c in commands("make_specs")] == ["6"]
+    shards = sorted(
+        (re.search(r"/(net1|cnn_4layer)/", c).group(1), re.search(r"--verifier (\w+)", c).group(1),
+         re.search(r"--count (\d+) --positions (\d+ \d+)", c).groups(),
+         re.search(r"--timeout (\S+)", c).group(1))
+        for c in commands("verify_shard"))
+    assert shards == [
+        ("cnn_4layer", "crown", ("2", "0 2"), "30.0"), ("cnn_4layer", "ibp", ("2", "0 2"), "9.0"),
+        ("net1", "crown", ("6", "0 4"), "30.0"), ("net1", "crown", ("6", "4 6"), "30.0"),
+        ("net1", "ibp", ("3", "0 3"), "9.0")]
+    merges = sorted(re.search(r"--count (\d+)", c).group(1) for c in commands("merge_verify"))
+    assert merges == ["2", "2", "3", "6"]
+    instances = sorted(re.search(r"--count (\d+) --timeout (\S+)", c).groups()
+                       for c in commands("make_instances"))
+    assert instances == [("2", "30.0"), ("6", "30.0")]

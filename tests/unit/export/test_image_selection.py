@@ -18,13 +18,25 @@ def test_first_takes_the_first_n():
     assert select_images("first", Y, 4, 3) == [0, 1, 2, 3]
 
 
-def test_class_balanced_takes_k_per_class_in_test_order():
-    assert select_images("class_balanced", Y, 6, 3) == [0, 1, 2, 3, 4, 5]
-    assert select_images("class_balanced", Y, 9, 3) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+def test_class_balanced_takes_k_per_class_rank_by_rank():
+    # class 0: images 0, 4, 7; class 1: 1, 2, 6; class 2: 3, 5, 8, 9
+    assert select_images("class_balanced", Y, 6, 3) == [0, 1, 3, 4, 2, 5]
+    assert select_images("class_balanced", Y, 9, 3) == [0, 1, 3, 4, 2, 5, 7, 6, 8]
     with pytest.raises(VfbenchError, match="multiple of the 3 classes"):
         select_images("class_balanced", Y, 4, 3)
     with pytest.raises(VfbenchError, match="class 0 has only 3"):
         select_images("class_balanced", np.concatenate([Y, [1, 2]]), 12, 3)
+
+
+@pytest.mark.parametrize("selection", ["first", "class_balanced", "fgsm_agreement"])
+def test_a_selections_first_images_are_its_pick_of_that_size(selection):
+    """What lets a run verify the first n images of a larger spec (a model's or verifier's
+    `images`): each selection of n is the first n of any larger one."""
+    labels = np.random.default_rng(0).integers(0, 3, 60)
+    robust = np.random.default_rng(1).random((2, 60)) < 0.7
+    largest = select_images(selection, labels, 30, 3, robust)
+    for n in (3, 9, 15, 27):
+        assert select_images(selection, labels, n, 3, robust) == largest[:n]
 
 
 def test_fgsm_agreement_keeps_images_where_all_variants_agree():

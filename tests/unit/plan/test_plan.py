@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from vfbench.cli import main
-from vfbench.config import load_config, validate_config
-from vfbench.plan import make_plan, shard_runtime_minutes
+from vfbench.config import load_config, validate_config, verify_runs
+from vfbench.plan import format_plan, make_plan, shard_runtime_minutes
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
@@ -53,10 +53,27 @@ def test_jobs_images_and_gpu_hours_of_a_small_campaign():
 
 
 def test_shard_runtime_covers_every_image_timing_out():
-    config = validate_config(campaign(images=10, shard_size=4))
-    full, last = shard_runtime_minutes(config, 0, 600), shard_runtime_minutes(config, 2, 600)
+    config = campaign(images=10, shard_size=4)
+    config["verify"]["verifiers"]["crown"]["timeout"] = 600
+    run = next(r for r in verify_runs(validate_config(config)) if r.verifier.name == "crown")
+    full, last = shard_runtime_minutes(run, 0), shard_runtime_minutes(run, 2)
     assert full >= 4 * 600 / 60 and last >= 2 * 600 / 60
     assert full > last
+
+
+def test_images_per_models_entry_and_verifier_in_the_plan():
+    """A models entry's `images` and a verifier's cap change the shards and the bound of those
+    runs only."""
+    config = campaign()
+    config["models"][1]["images"] = 5  # (net1, b): 3 eps
+    config["verify"]["verifiers"]["ibp"]["images"] = 2
+    plan = make_plan(validate_config(config))
+    # crown: (net1,a) 2 x 10, (cnn_4layer,a) 2 x 10, (net1,b) 3 x 5; ibp: 2 + 3 runs of 2
+    assert sorted(plan.run_images) == [2] * 5 + [5] * 3 + [10] * 4
+    assert plan.jobs["verify_shard"] == 4 * 3 + 3 * 2 + 5 * 1
+    assert plan.gpu_hours_bound == pytest.approx((4 * 10 + 3 * 5 + 5 * 2) * 36 / 3600)
+    assert plan.images == 10 and plan.images_verified == 65
+    assert "runs of 2 to 10 images each, in up to 3 shards" in format_plan(plan, "c.yaml")
 
 
 def test_a_verifier_timeout_overrides_the_campaigns():

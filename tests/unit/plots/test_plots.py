@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from results_files import campaign_config, load_results_from_paths
 
 from vfbench import plots, report_entries
 from vfbench.errors import VfbenchError
 from vfbench.io import write_json
-from vfbench.results import load_results_from_paths, parse_model_id
+from vfbench.results import parse_model_id
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = {"campaign": "unit",
@@ -137,14 +138,18 @@ def test_an_empty_plots_block_asks_for_no_figure():
 
 
 def test_plots_cli(tmp_path):
-    paths = write_campaign(tmp_path, False)
-    config = {**CONFIG, "plots": {"time_threshold": {}, "a9_nbc": {"layout": "time_threshold",
-                                                                   "models": [NBC]}}}
+    """The CLI reads every file the config names (vfbench.layout.report_inputs)."""
+    write_campaign(tmp_path, False)
+    config = campaign_config(
+        {**CONFIG, "plots": {"time_threshold": {}, "a9_nbc": {"layout": "time_threshold",
+                                                             "models": [NBC]}}},
+        tmp_path / "results", [BASE, GRAFT, NBC],
+        {"none": {"method": "none"}, "graft50": {"method": "graft", "selection": "random"}})
+    for written in ("models/mnist/net1/trades/base.json", "models/mnist/net1/nbc/base.json",
+                    f"models/{BASE}/report.json", f"models/{NBC}/report.json"):
+        write_json(tmp_path / "results/unit" / written, {"metrics": {}, "sites": {}})
     cmd = [sys.executable, str(ROOT / "scripts/plots.py"), "--config-json", json.dumps(config),
            "--out-dir", str(tmp_path / "out")]
-    for flag, files in paths.items():
-        cmd += [f"--{flag}", *map(str, files)]
-    cmd += ["--scores"]  # what the rule renders for a campaign without score files
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [

@@ -6,13 +6,13 @@ import copy
 
 import numpy as np
 import pytest
+from results_files import load_results_from_paths
 
 from vfbench.data import Dataset
 from vfbench.io import write_json
 from vfbench.models import build_model, site_names
 from vfbench.plots import PLOTS, quadrant_counts
 from vfbench.report_entries import PLOT_DEFAULTS
-from vfbench.results import load_results_from_paths
 from vfbench.transforms import needs_scores, resolve_transform_entry
 from vfbench.transforms.methods import TRANSFORMS
 from vfbench.transforms.score_specs import parse_score_id

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from results_files import campaign_config, load_results_from_paths
 
 from vfbench import report_entries, tables
 from vfbench.errors import VfbenchError
 from vfbench.io import write_json
-from vfbench.results import load_results_from_paths
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = {
@@ -325,17 +325,22 @@ def test_out_of_range_fraction_is_an_error(campaign, tmp_path):
 
 
 def test_tables_cli_writes_every_configured_table(campaign, tmp_path):
-    config = {**CONFIG, "tables": {"summary": {}, "p1": {"layout": "paper001_table1"}}}
+    """The CLI reads every file the config names (vfbench.layout.report_inputs)."""
+    config = campaign_config(
+        {**CONFIG, "tables": {"summary": {}, "p1": {"layout": "paper001_table1"}},
+         "verify": {**CONFIG["verify"], "eps": [0.02],
+                    "verifiers": {"crown": {"method": "crown"}}}},
+        tmp_path / "results", [A, B],
+        {"none": {"method": "none"}, "graft50": {"method": "graft", "selection": "random"}})
+    write_json(tmp_path / f"results/unit/models/{A}/report.json", {"sites": {}})
     out = tmp_path / "tables"
     cmd = [sys.executable, str(ROOT / "scripts/tables.py"), "--config-json", json.dumps(config),
            "--out-dir", str(out)]
-    for flag in ("verify", "evaluate", "train", "transform"):
-        cmd += [f"--{flag}", *map(str, campaign[flag])]
-    cmd += ["--scores"]  # what the rule renders for a campaign without score files
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{n}.{e}" for n in ("summary", "p1") for e in ("csv", "md", "tex", "json"))
-    bad = subprocess.run(cmd[:4] + ["--out-dir", str(out), "--verify", "nowhere.parquet"],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and "not a verify output" in bad.stderr
+    missing = tmp_path / f"results/unit/verify/{A}/crown/eps0.02.parquet"
+    missing.unlink()
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and f"{missing}: verification parquet not found" in bad.stderr

@@ -5,13 +5,13 @@ time) and paper 002 Table 4 (hidden neurons and weights)."""
 import json
 
 import pytest
+from results_files import load_results_from_paths
 from run_script import run_script
 from tiny_data import write_tiny_npz
 
 from vfbench import tables
 from vfbench.io import read_json, write_json
 from vfbench.report_entries import TABLE_DEFAULTS
-from vfbench.results import load_results_from_paths
 
 
 @pytest.fixture(scope="module")

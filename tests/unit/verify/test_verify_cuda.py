@@ -89,12 +89,13 @@ def run_shard_script(onnx, synthetic, folder: Path, device: str) -> list[dict]:
     labels = y.numpy().astype(np.int64)
     np.savez(data, x_train=pixels[:8], y_train=labels[:8], x_test=pixels, y_test=labels)
     csv = folder / "images.csv"
-    csv.write_text("image,label,vnnlib\n"
-                   + "".join(f"{i},{labels[i]},img{i}.vnnlib\n" for i in IMAGES))
+    csv.write_text("image,label,vnnlib,selection\n"
+                   + "".join(f"{i},{labels[i]},img{i}.vnnlib,first\n" for i in IMAGES))
     out = folder / "shard0.jsonl"
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts/verify_shard.py"), "--onnx", str(onnx),
-         "--data", str(data), "--images", str(csv), "--positions", "0", str(len(IMAGES)),
+         "--data", str(data), "--images", str(csv), "--count", str(len(IMAGES)),
+         "--positions", "0", str(len(IMAGES)),
          "--eps", str(EPS), "--verifier", "crown", "--entry-json", json.dumps({"method": "crown"}),
          "--timeout", "30", "--out", str(out), "--device", device, "--threads", "1"],
         capture_output=True, text=True, timeout=300)
