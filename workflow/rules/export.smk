@@ -47,6 +47,7 @@ rule make_specs:
         cmd=script("make_specs"),
         images=config["verify"]["images"],
         selection=config["verify"]["image_selection"],
+        networks=spec_networks,
     log:
         f"{RESULTS}/logs/make_specs/{{dataset}}/eps{{eps}}.log",
     resources:
@@ -54,7 +55,7 @@ rule make_specs:
     shell:
         "{params.cmd} --data {input.data} --eps {wildcards.eps}"
         " --images {params.images} --selection {params.selection} --models {input.models}"
-        " --out-dir {output.vnnlib} --out-images {output.images}"
+        " --networks {params.networks} --out-dir {output.vnnlib} --out-images {output.images}"
         " 2> {log}"
 
 
