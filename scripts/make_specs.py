@@ -16,6 +16,9 @@ def main() -> None:
                         "fgsm_agreement)")
     p.add_argument("--models", nargs="*", default=[],
                    help="checkpoints of every variant (fgsm_agreement)")
+    p.add_argument("--networks", nargs="*", default=[],
+                   help="the network (arch) of each --models checkpoint: FGSM must agree across "
+                        "the variants of each network (default: all one network)")
     p.add_argument("--out-dir", required=True, help="folder of .vnnlib files")
     p.add_argument("--out-images", required=True, help="images.csv listing them")
     args = p.parse_args()
@@ -32,8 +35,16 @@ def main() -> None:
     if args.selection == "fgsm_agreement":
         if not args.models:
             raise VfbenchError("image selection fgsm_agreement: no --models given")
-        models = [load_checkpoint(path)[0] for path in args.models]
-        robust = fgsm_robust_matrix(models, dataset.x_test, dataset.y_test, args.eps)
+        networks = args.networks or ["all"] * len(args.models)
+        if len(networks) != len(args.models):
+            raise VfbenchError(f"make_specs: {len(args.networks)} --networks for "
+                               f"{len(args.models)} --models")
+        robust = {}
+        for network in dict.fromkeys(networks):
+            models = [load_checkpoint(path)[0]
+                      for path, of in zip(args.models, networks, strict=True) if of == network]
+            robust[network] = fgsm_robust_matrix(models, dataset.x_test, dataset.y_test,
+                                                 args.eps)
     indices = select_images(args.selection, dataset.y_test, args.images, dataset.num_classes,
                             robust)
     write_specs(dataset.x_test, dataset.y_test, indices, args.eps, dataset.num_classes,

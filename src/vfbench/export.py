@@ -140,16 +140,20 @@ def _class_balanced(y_test, n, num_classes, fgsm_robust):
 
 def _fgsm_agreement(y_test, n, num_classes, fgsm_robust):
     """Paper 002 Section 5.1: the first n test images on which FGSM's outcome (an adversarial
-    found, or not) is the same for every variant of the network; ``fgsm_robust`` is (variants,
-    images), True where FGSM found none. A misclassified clean image counts as found, as in
-    Foolbox."""
-    if fgsm_robust is None:
+    found, or not) is the same for every variant of a network (Baseline, Sparse, WP, NP);
+    ``fgsm_robust`` maps each network (arch) to its (variants, images) matrix, True where FGSM
+    found none. Outcomes may differ between networks: the paper picks images per network. The
+    specs are per dataset, so the images chosen are those on which every network's variants
+    agree. A misclassified clean image counts as found, as in Foolbox."""
+    if not fgsm_robust:
         raise VfbenchError("fgsm_agreement needs the models' FGSM outcomes (make_specs --models)")
-    agree = fgsm_robust.all(axis=0) | (~fgsm_robust).all(axis=0)
+    agree = np.logical_and.reduce([robust.all(axis=0) | (~robust).all(axis=0)
+                                   for robust in fgsm_robust.values()])
     chosen = np.flatnonzero(agree)[:n].tolist()
     if len(chosen) < n:
-        raise VfbenchError(f"fgsm_agreement: FGSM agrees across the {len(fgsm_robust)} variants on "
-                           f"only {len(chosen)} test images, {n} wanted")
+        counts = ", ".join(f"{name}: {len(robust)}" for name, robust in fgsm_robust.items())
+        raise VfbenchError(f"fgsm_agreement: FGSM agrees across the variants of each network "
+                           f"({counts}) on only {len(chosen)} test images, {n} wanted")
     return chosen
 
 
@@ -159,8 +163,9 @@ IMAGE_SELECTIONS = {"first": _first, "class_balanced": _class_balanced,
 
 
 def select_images(selection: str, y_test: np.ndarray, n: int, num_classes: int,
-                  fgsm_robust: np.ndarray | None = None) -> list[int]:
-    """Indices of the ``n`` test images ``selection`` (an IMAGE_SELECTIONS key) picks."""
+                  fgsm_robust: dict[str, np.ndarray] | None = None) -> list[int]:
+    """Indices of the ``n`` test images ``selection`` (an IMAGE_SELECTIONS key) picks;
+    ``fgsm_robust``: network -> (variants, images) FGSM outcomes (``fgsm_robust_matrix``)."""
     if selection not in IMAGE_SELECTIONS:
         raise VfbenchError(f"unknown image selection {selection!r}; known: "
                            f"{sorted(IMAGE_SELECTIONS)}")

@@ -129,13 +129,22 @@ def score_inputs(wildcards):
     return [path(layout.score_file, base_id(wildcards), score) for score in needs_scores(entry)]
 
 
-def spec_models(wildcards):
+def spec_variants(wildcards):
     """fgsm_agreement picks the images from every campaign model of the dataset (the variants
-    whose FGSM outcomes must agree), so the specs wait for them; the other selections need none."""
+    whose FGSM outcomes must agree, per network), so the specs wait for them; the other
+    selections need none."""
     if config["verify"]["image_selection"] != "fgsm_agreement":
         return []
-    return [path(layout.folded_checkpoint, m.id) for m in MODELS
-            if m.dataset == wildcards.dataset]
+    return [m for m in MODELS if m.dataset == wildcards.dataset]
+
+
+def spec_models(wildcards):
+    return [path(layout.folded_checkpoint, m.id) for m in spec_variants(wildcards)]
+
+
+def spec_networks(wildcards):
+    """The network (``{arch}`` path part) of each spec_models checkpoint, in the same order."""
+    return [m.arch_part for m in spec_variants(wildcards)]
 
 
 TABLES_OF_CAMPAIGN = table_entries(config)  # name -> (layout, options)

@@ -49,6 +49,7 @@ rule make_specs:
         cmd=script("make_specs"),
         images=lambda wc: SPEC_IMAGES[(wc.dataset, wc.eps)],
         selection=config["verify"]["image_selection"],
+        networks=spec_networks,
     log:
         log_path("make_specs", layout.DATASET, f"eps{layout.EPS}"),
     resources:
@@ -56,7 +57,7 @@ rule make_specs:
     shell:
         "{params.cmd} --data {input.data} --eps {wildcards.eps}"
         " --images {params.images} --selection {params.selection} --models {input.models}"
-        " --out-dir {output.vnnlib} --out-images {output.images}"
+        " --networks {params.networks} --out-dir {output.vnnlib} --out-images {output.images}"
         " 2> {log}"
 
 
