@@ -37,7 +37,7 @@ def test_a_selections_first_images_are_its_pick_of_that_size(selection):
     """What lets a run verify the first n images of a larger spec (a model's or verifier's
     `images`): each selection of n is the first n of any larger one."""
     labels = np.random.default_rng(0).integers(0, 3, 60)
-    robust = np.random.default_rng(1).random((2, 60)) < 0.7
+    robust = {"net": np.random.default_rng(1).random((2, 60)) < 0.7}
     largest = select_images(selection, labels, 30, 3, robust)
     for n in (3, 9, 15, 27):
         assert select_images(selection, labels, n, 3, robust) == largest[:n]
