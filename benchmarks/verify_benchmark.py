@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from verify import mnist5k, train  # noqa: E402  (the sibling benchmark's model set-up)
 
 from vfbench.cactus import draw_cactus, score_table  # noqa: E402
-from vfbench.export import export_onnx, write_instances, write_specs  # noqa: E402
+from vfbench.export import export_onnx  # noqa: E402
 from vfbench.runtime import set_threads  # noqa: E402
+from vfbench.specs import write_instances, write_specs  # noqa: E402
 from vfbench.verify.benchmark import read_results, verify_benchmark  # noqa: E402
 from vfbench.verify.shard import verify_shard  # noqa: E402
 

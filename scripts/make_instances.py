@@ -17,7 +17,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args()
 
-    from vfbench.export import write_instances
+    from vfbench.specs import write_instances
 
     write_instances(args.onnx, args.images, args.timeout, args.root, args.out,
                     images=args.count)

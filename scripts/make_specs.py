@@ -12,7 +12,7 @@ def main() -> None:
     p.add_argument("--eps", type=float, required=True, help="L-inf radius in pixel space")
     p.add_argument("--images", type=int, required=True, help="how many test images")
     p.add_argument("--selection", default="first",
-                   help="vfbench.export.IMAGE_SELECTIONS key (first, class_balanced, "
+                   help="vfbench.specs.IMAGE_SELECTIONS key (first, class_balanced, "
                         "fgsm_agreement)")
     p.add_argument("--models", nargs="*", default=[],
                    help="checkpoints of every variant (fgsm_agreement)")
@@ -25,8 +25,8 @@ def main() -> None:
 
     from vfbench.data import load_dataset
     from vfbench.errors import VfbenchError
-    from vfbench.export import fgsm_robust_matrix, select_images, write_specs
     from vfbench.io import load_checkpoint
+    from vfbench.specs import fgsm_robust_matrix, select_images, write_specs
 
     dataset = load_dataset(args.data)
     if not 0 < args.eps < 1:

@@ -15,8 +15,8 @@ def main() -> None:
     p.add_argument("--out", required=True, help=".parquet")
     args = p.parse_args()
 
-    from vfbench.export import run_images
-    from vfbench.verify.shard import merge_shards
+    from vfbench.specs import run_images
+    from vfbench.verify.records import merge_shards
 
     expected = [r["image"] for r in run_images(args.images, args.count)]
     merge_shards(args.shards, args.out, expected_images=expected)

@@ -26,7 +26,7 @@ def main() -> None:
     args = p.parse_args()
 
     from vfbench.errors import VfbenchError
-    from vfbench.export import run_images
+    from vfbench.specs import run_images
     from vfbench.verify.records import write_jsonl
     from vfbench.verify.shard import instances_from_dataset, shard_journal, verify_shard
 

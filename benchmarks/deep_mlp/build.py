@@ -28,9 +28,10 @@ from torch import nn
 
 from vfbench.data import MlxtendSource
 from vfbench.errors import VfbenchError
-from vfbench.export import export_onnx, onnxruntime_session, write_instances, write_specs
+from vfbench.export import export_onnx, onnxruntime_session
 from vfbench.io import atomic_path
 from vfbench.runtime import seed_everything, set_threads
+from vfbench.specs import write_instances, write_specs
 
 HERE = Path(__file__).resolve().parent
 NETS = {"mnist_256x4": 4, "mnist_256x6": 6}

@@ -33,9 +33,9 @@ import numpy as np
 
 from vfbench.data import MlxtendSource
 from vfbench.errors import VfbenchError
-from vfbench.export import read_images_csv
 from vfbench.io import atomic_path
 from vfbench.runtime import set_threads
+from vfbench.specs import read_images_csv
 from vfbench.verify.records import read_jsonl
 from vfbench.verify.shard import verify_shard
 

@@ -88,7 +88,7 @@ def generate_properties(specs_folder: str | os.PathLike, seed: int) -> None:
     """Rebuild the package's VNNLIB files, images.csv and instances.csv (see the module doc);
     ``seed`` is VNN-COMP's SEED argument and changes nothing."""
     from vfbench.data import load_dataset
-    from vfbench.export import write_instances, write_specs
+    from vfbench.specs import write_instances, write_specs
 
     specs_folder = Path(specs_folder)
     root = specs_folder.parent

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,31 @@ def _flatten(nested) -> list[float]:
     if isinstance(nested, (list, tuple)):
         return [v for item in nested for v in _flatten(item)]
     return [float(nested)]
+
+
+def merge_shards(shard_paths: Sequence[str | os.PathLike], out_parquet: str | os.PathLike,
+                 expected_images: Sequence[int] | None = None):
+    """Merge shard journals into one parquet table (written atomically) and return it as a
+    DataFrame. Every image must appear exactly once, and be one of ``expected_images`` if given
+    (all of them)."""
+    records, origin = [], {}
+    for path in shard_paths:
+        if not Path(path).exists():
+            raise VfbenchError(f"{path}: shard journal not found")
+        for record in read_jsonl(path):
+            image = record["image"]
+            if image in origin:
+                raise VfbenchError(f"image {image} is in both {origin[image]} and {path}")
+            origin[image] = path
+            records.append(record)
+    if expected_images is not None:
+        expected = {int(i) for i in expected_images}
+        missing = sorted(expected - set(origin))
+        extra = sorted(set(origin) - expected)
+        if missing or extra:
+            raise VfbenchError(f"merging {len(shard_paths)} shards into {out_parquet}: "
+                               f"missing images {missing}, unexpected images {extra}")
+    frame = to_frame(sorted(records, key=lambda r: r["image"]))
+    with atomic_path(out_parquet) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return frame

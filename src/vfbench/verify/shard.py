@@ -20,14 +20,11 @@ import torch
 from tqdm import tqdm
 
 from vfbench.errors import VfbenchError
-from vfbench.io import atomic_path
 from vfbench.verify.onnx_import import DEFAULT_TOLERANCE, load_onnx
 from vfbench.verify.records import (
     VerificationRecord,
     append_jsonl,
-    read_jsonl,
     repair_journal,
-    to_frame,
 )
 from vfbench.verify.verifiers import resolve_verifier_entry
 
@@ -158,31 +155,3 @@ def _verify_checked(verifier, instances: Sequence[Instance], eps: float, timeout
                                     timeout_s, [int(instances[k][0]) for k in agreeing])
         records.update(zip(agreeing, new, strict=True))
     return [records[k] for k in range(len(instances))]
-
-
-def merge_shards(shard_paths: Sequence[str | os.PathLike], out_parquet: str | os.PathLike,
-                 expected_images: Sequence[int] | None = None):
-    """Merge shard journals into one parquet table (written atomically) and return it as a
-    DataFrame. Every image must appear exactly once, and be one of ``expected_images`` if given
-    (all of them)."""
-    records, origin = [], {}
-    for path in shard_paths:
-        if not Path(path).exists():
-            raise VfbenchError(f"{path}: shard journal not found")
-        for record in read_jsonl(path):
-            image = record["image"]
-            if image in origin:
-                raise VfbenchError(f"image {image} is in both {origin[image]} and {path}")
-            origin[image] = path
-            records.append(record)
-    if expected_images is not None:
-        expected = {int(i) for i in expected_images}
-        missing = sorted(expected - set(origin))
-        extra = sorted(set(origin) - expected)
-        if missing or extra:
-            raise VfbenchError(f"merging {len(shard_paths)} shards into {out_parquet}: "
-                               f"missing images {missing}, unexpected images {extra}")
-    frame = to_frame(sorted(records, key=lambda r: r["image"]))
-    with atomic_path(out_parquet) as tmp:
-        frame.to_parquet(tmp, index=False)
-    return frame

@@ -6,15 +6,9 @@ import pytest
 import torch
 
 from vfbench.errors import VfbenchError
-from vfbench.export import (
-    export_onnx,
-    onnxruntime_session,
-    read_images_csv,
-    vnnlib_text,
-    write_instances,
-    write_specs,
-)
+from vfbench.export import export_onnx, onnxruntime_session
 from vfbench.models import GraftedReLU, build_model, set_site, site_shapes
+from vfbench.specs import read_images_csv, vnnlib_text, write_instances, write_specs
 
 MNIST = {"input_shape": (1, 28, 28), "num_classes": 10, "mean": (0.13,), "std": (0.31,)}
 

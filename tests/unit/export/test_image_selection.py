@@ -11,9 +11,9 @@ from tiny_data import write_tiny_npz
 
 from vfbench.data import load_dataset
 from vfbench.errors import VfbenchError
-from vfbench.export import fgsm_robust_matrix, read_images_csv, select_images, write_specs
 from vfbench.io import save_checkpoint
 from vfbench.models import build_model
+from vfbench.specs import fgsm_robust_matrix, read_images_csv, select_images, write_specs
 
 Y = np.array([0, 1, 1, 2, 0, 2, 1, 0, 2, 2])
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from vfbench.data import load_dataset
 from vfbench.errors import VfbenchError
-from vfbench.export import export_onnx, run_images, select_images, write_instances, write_specs
+from vfbench.export import export_onnx
+from vfbench.specs import run_images, select_images, write_instances, write_specs
 
 EPS = 0.02
 

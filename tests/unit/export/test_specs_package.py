@@ -20,7 +20,8 @@ from torch import nn
 from vfbench.cli import main
 from vfbench.data import load_dataset
 from vfbench.errors import VfbenchError
-from vfbench.export import export_onnx, select_images, write_instances, write_specs
+from vfbench.export import export_onnx
+from vfbench.specs import select_images, write_instances, write_specs
 from vfbench.specs_package import SCRIPT_NAME
 from vfbench.verify.benchmark import read_results
 

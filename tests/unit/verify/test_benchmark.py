@@ -222,8 +222,9 @@ def test_verify_benchmark_on_a_campaigns_specs_reproduces_its_bab_records(
     """The campaign's own VNN-COMP package (export step's ONNX, make_specs' VNNLIB,
     make_instances' instances.csv): verify-benchmark gives the verdicts of the campaign's bab
     records (misclassified: the image itself is a counterexample, sat)."""
-    from vfbench.export import export_onnx, write_instances, write_specs
+    from vfbench.export import export_onnx
     from vfbench.fold import fold_batchnorm
+    from vfbench.specs import write_instances, write_specs
     from vfbench.verify.shard import verify_shard
 
     x, y = synthetic

@@ -13,13 +13,14 @@ from vfbench.errors import VfbenchError
 from vfbench.verify import shard as shard_module
 from vfbench.verify.base import Verifier
 from vfbench.verify.onnx_import import load_onnx
-from vfbench.verify.records import append_jsonl, read_jsonl, repair_journal, write_jsonl
-from vfbench.verify.shard import (
-    instances_from_dataset,
+from vfbench.verify.records import (
+    append_jsonl,
     merge_shards,
-    shard_journal,
-    verify_shard,
+    read_jsonl,
+    repair_journal,
+    write_jsonl,
 )
+from vfbench.verify.shard import instances_from_dataset, shard_journal, verify_shard
 
 OPTIONS = {"pgd_steps": 10, "pgd_restarts": 1}
 EPS = 0.04

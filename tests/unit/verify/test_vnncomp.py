@@ -15,7 +15,7 @@ import torch
 
 from vfbench.attacks import pgd_attack
 from vfbench.errors import VfbenchError
-from vfbench.export import vnnlib_text
+from vfbench.specs import vnnlib_text
 from vfbench.verify.onnx_import import load_onnx
 from vfbench.verify.verifiers import VERIFIERS
 from vfbench.verify.vnncomp import parse_result

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from vfbench.errors import VfbenchError
-from vfbench.export import vnnlib_text as export_vnnlib_text
 from vfbench.properties import Property, robustness_property
+from vfbench.specs import vnnlib_text as export_vnnlib_text
 from vfbench.vnnlib import parse_vnnlib, positional, read_vnnlib, vnnlib_text
 
 HEADER = "".join(f"(declare-const X_{i} Real)\n" for i in range(2)) + \
