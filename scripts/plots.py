@@ -3,20 +3,14 @@
 sidecar with its provenance, from the campaign's merged records, metrics, transform reports and
 score files."""
 
-import argparse
-
 from vfbench.scripting import run
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    from vfbench.plots import build_plots
-    from vfbench.results import add_results_arguments, load_results_from_arguments
+    from vfbench.report.command import run_report_step
+    from vfbench.report.plots import build_plots
 
-    add_results_arguments(p)
-    args = p.parse_args()
-    for path in build_plots(load_results_from_arguments(args), args.out_dir):
-        print(path)
+    run_report_step(__doc__, build_plots)
 
 
 if __name__ == "__main__":

@@ -45,14 +45,19 @@ def add_plan_parser(subparsers) -> None:
     parser.set_defaults(handler=plan_command)
 
 
-def _verifier_args(parser) -> None:
+def _add_verifier_parser(subparsers, name: str, handler, **texts) -> argparse.ArgumentParser:
+    """A subcommand that runs a verifier: ``--verifier`` and ``--options``; the caller adds the
+    rest."""
     from vfbench.scripting import json_arg
 
+    parser = subparsers.add_parser(name, **texts)
+    parser.set_defaults(handler=handler)
     parser.add_argument("--verifier", default="bab",
                         help="a vfbench verifier method: ibp, crown, alpha_crown, bab, milp, "
                         "marabou, vnncomp (default: %(default)s)")
     parser.add_argument("--options", type=json_arg, default=None,
                         help='the verifier\'s options as JSON, e.g. \'{"pgd_steps": 0}\'')
+    return parser
 
 
 def verify_command(args: argparse.Namespace) -> None:
@@ -74,8 +79,9 @@ def verify_command(args: argparse.Namespace) -> None:
 
 
 def add_verify_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "verify", help="verify one VNN-COMP instance (ONNX + VNNLIB)",
+    parser = _add_verifier_parser(
+        subparsers, "verify", verify_command,
+        help="verify one VNN-COMP instance (ONNX + VNNLIB)",
         description="Verify the property of a VNNLIB file on an ONNX network and print the "
         "VNN-COMP result (sat + counterexample, unsat, timeout, unknown). Bad input or a "
         "verifier error: a message on stderr, exit status 1, no result file.")
@@ -83,8 +89,6 @@ def add_verify_parser(subparsers) -> None:
     parser.add_argument("--vnnlib", required=True, help="the property (.vnnlib or .vnnlib.gz)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
     parser.add_argument("--result", help="also write the result file here")
-    _verifier_args(parser)
-    parser.set_defaults(handler=verify_command)
 
 
 def verify_benchmark_command(args: argparse.Namespace) -> None:
@@ -104,8 +108,9 @@ def verify_benchmark_command(args: argparse.Namespace) -> None:
 
 
 def add_verify_benchmark_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "verify-benchmark", help="verify every instance of a VNN-COMP benchmark folder",
+    parser = _add_verifier_parser(
+        subparsers, "verify-benchmark", verify_benchmark_command,
+        help="verify every instance of a VNN-COMP benchmark folder",
         description="Verify every row of a VNN-COMP instances.csv in one process, resuming "
         "from its journal if killed; writes the VNN-COMP results CSV, counterexample files and "
         "a summary. Exit status 1 if any instance ended in error.")
@@ -113,8 +118,6 @@ def add_verify_benchmark_parser(subparsers) -> None:
                         "relative to it)")
     parser.add_argument("--instances", help="instances CSV (default: FOLDER/instances.csv)")
     parser.add_argument("--out", help="results CSV (default: FOLDER/results_VERIFIER.csv)")
-    _verifier_args(parser)
-    parser.set_defaults(handler=verify_benchmark_command)
 
 
 def benchmark_report_command(args: argparse.Namespace) -> None:
@@ -124,7 +127,7 @@ def benchmark_report_command(args: argparse.Namespace) -> None:
 
     from vfbench.cactus import draw_cactus, score_table
     from vfbench.io import atomic_path
-    from vfbench.tables import render_markdown
+    from vfbench.report.render import render_markdown
     from vfbench.verify.benchmark import read_results
 
     def by_instance(path):

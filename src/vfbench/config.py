@@ -6,7 +6,7 @@ The Snakefile, `vfbench plan` and the tests all go through :func:`load_config` /
 check it runs are light (no torch, scipy, pandas or matplotlib): each registry's names, option
 defaults and option checks live in a light module of their own (``vfbench.arch_options``,
 ``vfbench.train_entry``, ``vfbench.transforms.entries``, ``vfbench.verify.options``,
-``vfbench.report_entries``), so reading the DAG costs no torch import.
+``vfbench.report.entries``), so reading the DAG costs no torch import.
 """
 
 from __future__ import annotations
@@ -93,6 +93,33 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:12]
 
 
+EPS_RTOL = 1e-6
+
+
+def same_eps(a: float, b: float) -> bool:
+    """Eps values compare equal across JSON keys, parquet floats and 2/255-style configs."""
+    return math.isclose(float(a), float(b), rel_tol=EPS_RTOL)
+
+
+def unique_eps(values) -> list[float]:
+    """The values as floats, in order, each eps once (``same_eps``)."""
+    unique: list[float] = []
+    for eps in values:
+        if not any(same_eps(eps, seen) for seen in unique):
+            unique.append(float(eps))
+    return unique
+
+
+def parse_model_id(text: str, parts: int = 4) -> tuple[str, ...]:
+    """``"dataset/arch/train/transform"`` (``ModelSpec.id``; or the first ``parts`` of it) as a
+    tuple."""
+    fields = str(text).strip("/").split("/")
+    if len(fields) != parts or not all(fields):
+        raise VfbenchError(f"model id {text!r}: expected {parts} parts "
+                           f"'dataset/arch/train{'/transform' if parts == 4 else ''}'")
+    return tuple(fields)
+
+
 def load_config(path: str | Path) -> dict:
     try:
         config = yaml.safe_load(Path(path).read_text())
@@ -143,10 +170,12 @@ def validate_config(config: dict, source: str = "config") -> dict:
 def check_campaign(config: dict, source: str = "config") -> None:
     """Every name a campaign uses must exist: datasets, architectures and their options,
     train/transform entries, losses, transformation methods, verifiers and their options, table
-    and figure layouts. Each registry checks its own options (light modules, no torch)."""
+    and figure layouts and every model, verifier and eps they read. Each registry checks its own
+    options (light modules, no torch)."""
     from vfbench.arch_options import check_arch_options
     from vfbench.data import check_data_entry
-    from vfbench.report_entries import check_plot_entry, check_table_entry
+    from vfbench.report.entries import PLOT_LAYOUTS, TABLE_LAYOUTS, check_entry
+    from vfbench.report.selection import BuiltCampaign
     from vfbench.train_entry import resolve_train_entry
     from vfbench.transforms import resolve_transform_entry
 
@@ -161,10 +190,6 @@ def check_campaign(config: dict, source: str = "config") -> None:
         _wrap(fail, f"transform.{name}", resolve_transform_entry, entry)
     for name in config["verify"]["verifiers"]:
         _wrap(fail, f"verify.verifiers.{name}", verifier_spec, config, name)
-    for name, entry in config["tables"].items():
-        _wrap(fail, f"tables.{name}", check_table_entry, name, entry)
-    for name, entry in config["plots"].items():
-        _wrap(fail, f"plots.{name}", check_plot_entry, name, entry)
 
     for i, item in enumerate(config["models"]):
         where = f"models[{i}]"
@@ -178,6 +203,11 @@ def check_campaign(config: dict, source: str = "config") -> None:
                 if short not in config[block]:
                     fail(where, f"unknown {key} {short!r}; the config's {block} block has "
                                 f"{sorted(config[block])}")
+
+    campaign = BuiltCampaign(config)
+    for block, layouts in (("tables", TABLE_LAYOUTS), ("plots", PLOT_LAYOUTS)):
+        for name, entry in config[block].items():
+            _wrap(fail, f"{block}.{name}", check_entry, name, entry, layouts, campaign)
 
 
 def _wrap(fail, where, fn, *args):

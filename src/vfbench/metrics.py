@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from vfbench.config import same_eps
 from vfbench.errors import VfbenchError
 
 if TYPE_CHECKING:
@@ -100,14 +101,6 @@ def fgsm_accuracy(model, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 
 # --- looking up evaluate metrics by eps ------------------------------------------------------
-
-EPS_RTOL = 1e-6
-
-
-def same_eps(a: float, b: float) -> bool:
-    """Eps values compare equal across JSON keys, parquet floats and 2/255-style configs."""
-    return math.isclose(float(a), float(b), rel_tol=EPS_RTOL)
-
 
 def value_at_eps(by_eps: Mapping | None, eps: float) -> float | None:
     """The value of an ``{eps: value}`` mapping (keys may be strings, as in JSON) at ``eps``."""

@@ -9,7 +9,7 @@ from typing import Any
 from vfbench.arch_options import ARCH_OPTIONS
 from vfbench.errors import VfbenchError
 from vfbench.loss_options import LOSS_OPTIONS
-from vfbench.report_entries import PLOT_DEFAULTS, TABLE_DEFAULTS
+from vfbench.report.entries import PLOT_LAYOUTS, TABLE_LAYOUTS
 from vfbench.transforms.entries import DEFAULTS as TRANSFORM_DEFAULTS
 from vfbench.verify.options import COMMON_OPTIONS, METHOD_HELP, METHOD_OPTIONS, Option
 
@@ -49,10 +49,10 @@ SECTIONS = [
      lambda n: _defaults_lines(n, TRANSFORM_DEFAULTS[n])),
     ("architectures", "models[i].arch_options", ARCH_OPTIONS,
      lambda n: _defaults_lines(n, ARCH_OPTIONS[n])),
-    ("tables", "tables.<name>: {layout: ...}", TABLE_DEFAULTS,
-     lambda n: _defaults_lines(n, TABLE_DEFAULTS[n])),
-    ("plots", "plots.<name>: {layout: ...}", PLOT_DEFAULTS,
-     lambda n: _defaults_lines(n, PLOT_DEFAULTS[n])),
+    ("tables", "tables.<name>: {layout: ...}", TABLE_LAYOUTS,
+     lambda n: _defaults_lines(n, TABLE_LAYOUTS[n].defaults)),
+    ("plots", "plots.<name>: {layout: ...}", PLOT_LAYOUTS,
+     lambda n: _defaults_lines(n, PLOT_LAYOUTS[n].defaults)),
 ]
 
 

@@ -65,7 +65,7 @@ class Plan:
 
 def make_plan(config: dict) -> Plan:
     """The plan of a validated config (`vfbench.config.load_config` / `validate_config`)."""
-    from vfbench.report_entries import plot_entries, table_entries
+    from vfbench.report.entries import plot_entries, table_entries
 
     results = layout.campaign_folder(config)
     models = expand_models(config)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vfbench import metrics
-from vfbench.config import ModelSpec, expand_models
+from vfbench.config import EPS_RTOL, ModelSpec, expand_models, parse_model_id, unique_eps
 from vfbench.errors import VfbenchError
 from vfbench.io import read_json
 
@@ -31,15 +31,6 @@ if TYPE_CHECKING:
 
 ModelKey = tuple[str, str, str, str]  # dataset, arch, train, transform
 ScoreKey = tuple[str, str, str, str]  # dataset, arch, train, score id
-
-
-def parse_model_id(text: str, parts: int = 4) -> tuple[str, ...]:
-    """``"dataset/arch/train/transform"`` (or the first ``parts`` of it) as a tuple."""
-    fields = str(text).strip("/").split("/")
-    if len(fields) != parts or not all(fields):
-        raise VfbenchError(f"model id {text!r}: expected {parts} parts "
-                           f"'dataset/arch/train{'/transform' if parts == 4 else ''}'")
-    return tuple(fields)
 
 
 # --- score files ---------------------------------------------------------------------------------
@@ -136,11 +127,7 @@ class CampaignResults:
         for (model_key, _), frame in self.records.items():
             if key is None or model_key == key:
                 values += [float(e) for e in frame["eps"].unique()]
-        unique: list[float] = []
-        for eps in values:
-            if not any(metrics.same_eps(eps, seen) for seen in unique):
-                unique.append(eps)
-        return unique
+        return unique_eps(values)
 
     def records_for(self, key: ModelKey, verifier: str, eps: float) -> pd.DataFrame | None:
         """The records of one (model, verifier, eps), or None when that run is not in the inputs."""
@@ -148,7 +135,7 @@ class CampaignResults:
         if memo not in self._slices:
             frame = self.records.get((key, verifier))
             chosen = None if frame is None else frame[np.isclose(
-                frame["eps"].astype(float), float(eps), rtol=metrics.EPS_RTOL, atol=0.0)]
+                frame["eps"].astype(float), float(eps), rtol=EPS_RTOL, atol=0.0)]
             self._slices[memo] = chosen if chosen is not None and len(chosen) else None
         return self._slices[memo]
 
@@ -226,27 +213,3 @@ def load_campaign_results(config: Mapping, folder: str | os.PathLike | None = No
                         train=pairs["train"], transform=pairs["transform"],
                         scores=pairs["scores"])
 
-
-# --- command line (scripts/tables.py, scripts/plots.py) -----------------------------------------
-
-def add_results_arguments(parser) -> None:
-    """The arguments both the tables and the plots CLI take: the config, where its results are,
-    where the outputs go."""
-    from vfbench.scripting import json_arg
-
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config-json", type=json_arg, help="the resolved campaign config, JSON")
-    source.add_argument("--config", help="a campaign config file (YAML), validated here")
-    parser.add_argument("--results", default=None,
-                        help="the campaign folder (default: the config's results_dir/campaign)")
-    parser.add_argument("--out-dir", required=True)
-
-
-def load_results_from_arguments(args) -> CampaignResults:
-    if args.config is not None:
-        from vfbench.config import load_config
-
-        config = load_config(args.config)
-    else:
-        config = args.config_json
-    return load_campaign_results(config, args.results)

@@ -19,7 +19,7 @@ from vfbench.config import (
 )
 from vfbench.errors import VfbenchError
 from vfbench.plan import shard_runtime_minutes
-from vfbench.report_entries import plot_entries, table_entries
+from vfbench.report.entries import plot_entries, table_entries
 from vfbench.transforms import needs_scores, resolve_transform_entry
 
 try:

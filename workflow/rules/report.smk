@@ -1,5 +1,5 @@
 # Tables and figures of the papers from the campaign's merged records, metrics, transform reports
-# and score files (vfbench.results -> vfbench.tables / plots). The scripts read the same files:
+# and score files (vfbench.results -> vfbench.report). The scripts read the same files:
 # vfbench.layout.report_inputs gives both the (id, path) pairs, from the config.
 
 

@@ -12,9 +12,9 @@ from vfbench.arch_options import ARCH_OPTIONS
 from vfbench.loss_options import LOSS_OPTIONS
 from vfbench.losses import LOSSES
 from vfbench.models import MODELS
-from vfbench.plots import PLOTS
-from vfbench.report_entries import PLOT_DEFAULTS, TABLE_DEFAULTS
-from vfbench.tables import TABLES
+from vfbench.report.entries import PLOT_LAYOUTS, TABLE_LAYOUTS
+from vfbench.report.layouts import TABLES
+from vfbench.report.plots import PLOTS
 from vfbench.train import OPTIMIZERS, SCHEDULES
 from vfbench.train_entry import OPTIMIZER_DEFAULTS, SCHEDULE_DEFAULTS
 from vfbench.transforms import DEFAULTS as TRANSFORM_DEFAULTS
@@ -34,7 +34,7 @@ def test_every_registry_names_what_its_declaration_names():
     assert set(VERIFIERS) == set(METHOD_OPTIONS)
     assert set(LOSSES) == set(LOSS_OPTIONS)
     assert set(OPTIMIZERS) == set(OPTIMIZER_DEFAULTS) and set(SCHEDULES) == set(SCHEDULE_DEFAULTS)
-    assert set(TABLES) == set(TABLE_DEFAULTS) and set(PLOTS) == set(PLOT_DEFAULTS)
+    assert set(TABLES) == set(TABLE_LAYOUTS) and set(PLOTS) == set(PLOT_LAYOUTS)
     assert set(TRANSFORMS) == set(TRANSFORM_DEFAULTS)
     assert set(CRITERIA) == set(CRITERION_NEEDS)
     assert set(SIGNIFICANCE) == set(SIGNIFICANCE_KINDS)

@@ -139,7 +139,6 @@ def test_the_dag_trains_one_base_network_per_arch_options(tmp_path):
     assert len(outputs) == 3 and all(" --arch net1 " in c for c in commands)
 
 
-
 # The image counts and the datasets a verifier runs on: a bad value stops `snakemake -n`,
 # naming the entry and the option.
 @pytest.mark.parametrize("mutate, message", [
@@ -190,3 +189,68 @@ def test_the_dag_verifies_each_runs_own_images(tmp_path):
     instances = sorted(re.search(r"--count (\d+) --timeout (\S+)", c).groups()
                        for c in commands("make_instances"))
     assert instances == [("2", "30.0"), ("6", "30.0")]
+
+
+def paper000_table(**options) -> dict:
+    return {"layout": "paper000_table1", "train": "natural", "models": {"N": "mnist5k/net1"},
+            "methods": {"Baseline": "none"}, "eps": 0.02, **options}
+
+
+def test_a_table_naming_a_model_the_campaign_does_not_build_stops_the_dry_run(tmp_path):
+    config = small_campaign()
+    config["tables"] = {"t1": paper000_table(models={"N": "mnist5k/net1",
+                                                     "M1": "mnist5k/cnn_4layer"})}
+    dry = dry_run(tmp_path, config)
+    assert dry.returncode != 0, dry.stdout[-2000:]
+    assert re.search(r"tables\.t1: reads mnist5k/cnn_4layer/natural/none, which the campaign "
+                     r"does not build: no arch 'cnn_4layer' on mnist5k \(archs there: "
+                     r"\['net1'\]\)", dry.stdout + dry.stderr), (dry.stdout + dry.stderr)[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+# What a table or figure reads that the campaign lacks, named at start-up.
+@pytest.mark.parametrize("block, entry, message", [
+    ("tables", paper000_table(methods={"Baseline": "none", "G": "graft5O"}),
+     r"tables\.t: reads mnist5k/net1/natural/graft5O, .*no transform entry 'graft5O' "
+     r"\(transform: \['none'\]\)"),
+    ("tables", paper000_table(train="fat"), r"tables\.t: .*no train entry 'fat'"),
+    ("tables", paper000_table(models={"N": "fmnist/net1"}),
+     r"tables\.t: .*no model on dataset 'fmnist' \(models on \['mnist5k'\]\)"),
+    ("tables", paper000_table(verifier="bab"),
+     r"tables\.t: reads verifier 'bab' on mnist5k/net1/natural/none \(no such verifier\); "
+     r"verify\.verifiers: \['crown'\]"),
+    ("tables", paper000_table(eps=0.1),
+     r"tables\.t: reads mnist5k/net1/natural/none at eps 0\.1, which the campaign does not "
+     r"verify it at \(eps \[0\.02\]\)"),
+    ("tables", {"layout": "paper001_table8", "dataset": "mnist5k", "methods": ["natural", "nbc"]},
+     r"tables\.t: reads mnist5k/net1/nbc/none, .*no train entry 'nbc'"),
+    ("tables", {"layout": "paper002_table5", "verifiers": ["crown", "milp"],
+                "rows": [["SET1", "Baseline", "natural/none"]], "bases": {"NET1": "net1"}},
+     r"tables\.t: reads verifier 'milp'"),
+    ("tables", {"layout": "summary", "time": "median"}, r"tables\.t: .*time 'median' unknown"),
+    ("plots", {"layout": "time_threshold", "models": ["mnist5k/net1/natural/graft50"]},
+     r"plots\.t: reads mnist5k/net1/natural/graft50, .*no transform entry 'graft50'"),
+    ("plots", {"layout": "lower_bounds", "transforms": ["none", "graft50"]},
+     r"plots\.t: reads mnist5k/net1/natural/graft50, .*no transform entry 'graft50'"),
+    ("plots", {"layout": "score_scatter", "base": "mnist5k/net1/fat"},
+     r"plots\.t: base: no model of the campaign is made from mnist5k/net1/fat"),
+    ("plots", {"layout": "normalised_scores", "datasets": ["cifar10"]},
+     r"plots\.t: datasets: no model on dataset 'cifar10'"),
+])
+def test_what_a_report_entry_reads_is_checked_at_start_up(block, entry, message):
+    config = small_campaign()
+    config[block] = {"t": entry}
+    with pytest.raises(VfbenchError, match=message):
+        validate_config(config, source="c.yaml")
+
+
+def test_a_verifier_whose_only_arch_leaves_a_model_out_is_named():
+    config = small_campaign()
+    config["verify"]["verifiers"]["bab"] = {"method": "bab", "only_arch": ["cnn_4layer"]}
+    config["tables"] = {"t": paper000_table(verifier="bab")}
+    with pytest.raises(VfbenchError, match=r"reads verifier 'bab' on mnist5k/net1/natural/none "
+                                           r"\(its only_arch / only_dataset leave this model "
+                                           r"out\)"):
+        validate_config(config, source="c.yaml")
+    config["tables"] = {"t": paper000_table()}  # the first verifier, crown, runs everywhere
+    validate_config(config, source="c.yaml")

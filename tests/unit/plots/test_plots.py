@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from results_files import campaign_config, load_results_from_paths
 
-from vfbench import plots, report_entries
+from vfbench.config import parse_model_id
 from vfbench.errors import VfbenchError
 from vfbench.io import write_json
-from vfbench.results import parse_model_id
+from vfbench.report import entries, plots
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = {"campaign": "unit",
@@ -94,7 +94,7 @@ def test_unstable_by_site_axes_follow_what_records_hold(tmp_path):
     for as_indices, xlabel in ((True, "unstable images"), (False, "unstable neurons per image")):
         results = load_results_from_paths(CONFIG, **write_campaign(
             tmp_path / str(as_indices), as_indices))
-        options = report_entries.PLOT_DEFAULTS["unstable_by_site"]
+        options = entries.PLOT_LAYOUTS["unstable_by_site"].defaults
         fig = plots.PLOTS["unstable_by_site"](results, options)
         titled = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
         assert set(titled) == {"body.1", "body.3", "overall"}
@@ -104,7 +104,7 @@ def test_unstable_by_site_axes_follow_what_records_hold(tmp_path):
 
 def test_lower_bounds_bars_per_transform(tmp_path):
     results = load_results_from_paths(CONFIG, **write_campaign(tmp_path, True))
-    fig = plots.PLOTS["lower_bounds"](results, report_entries.PLOT_DEFAULTS["lower_bounds"])
+    fig = plots.PLOTS["lower_bounds"](results, entries.PLOT_LAYOUTS["lower_bounds"].defaults)
     ax = fig.axes[0]
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
     # mean of -10*scale + i over i = 0..5 (the misclassified image has no bound)
@@ -113,28 +113,28 @@ def test_lower_bounds_bars_per_transform(tmp_path):
 
 def test_grafting_masks_need_shape_and_mask(tmp_path):
     results = load_results_from_paths(CONFIG, **write_campaign(tmp_path, True))
-    fig = plots.PLOTS["grafting_masks"](results, report_entries.PLOT_DEFAULTS["grafting_masks"])
+    fig = plots.PLOTS["grafting_masks"](results, entries.PLOT_LAYOUTS["grafting_masks"].defaults)
     titled = {ax.get_title(): ax for ax in fig.axes}
     # every grafted neuron's (a, b) as a point (the first 8 neurons are the grafted ones)
     points = titled["body.1 (8/32)"].collections[0].get_offsets()
     np.testing.assert_allclose(points[:, 0], np.linspace(0.1, 0.3, 32)[:8])
     results.reports[parse_model_id(GRAFT)]["sites"]["body.3"]["mask"] = [1, 0]
     with pytest.raises(VfbenchError, match="body.3.*16 values"):
-        plots.PLOTS["grafting_masks"](results, report_entries.PLOT_DEFAULTS["grafting_masks"])
+        plots.PLOTS["grafting_masks"](results, entries.PLOT_LAYOUTS["grafting_masks"].defaults)
 
 
 def test_unknown_plot_is_an_error():
     with pytest.raises(VfbenchError, match="plots.pie: unknown layout"):
-        report_entries.plot_entries({"plots": ["pie"]})
+        entries.plot_entries({"plots": ["pie"]})
     with pytest.raises(VfbenchError, match="unknown options"):
-        report_entries.check_plot_entry("time_threshold", {"colour": 1})
+        entries.resolve_entry("time_threshold", {"colour": 1}, entries.PLOT_LAYOUTS)
 
 
 def test_an_empty_plots_block_asks_for_no_figure():
-    assert report_entries.plot_entries({"plots": {}}) == {}
-    assert report_entries.plot_entries({"plots": []}) == {}
+    assert entries.plot_entries({"plots": {}}) == {}
+    assert entries.plot_entries({"plots": []}) == {}
     for config in ({}, {"plots": None}):
-        assert list(report_entries.plot_entries(config)) == report_entries.DEFAULT_PLOTS
+        assert list(entries.plot_entries(config)) == entries.DEFAULT_PLOTS
 
 
 def test_plots_cli(tmp_path):

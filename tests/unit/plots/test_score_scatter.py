@@ -11,8 +11,8 @@ from results_files import load_results_from_paths
 from vfbench.data import Dataset
 from vfbench.io import write_json
 from vfbench.models import build_model, site_names
-from vfbench.plots import PLOTS, quadrant_counts
-from vfbench.report_entries import PLOT_DEFAULTS
+from vfbench.report.entries import PLOT_LAYOUTS
+from vfbench.report.plots import PLOTS, quadrant_counts
 from vfbench.transforms import needs_scores, resolve_transform_entry
 from vfbench.transforms.methods import TRANSFORMS
 from vfbench.transforms.score_specs import parse_score_id
@@ -92,7 +92,7 @@ def markers(fig) -> dict[str, tuple]:
 
 
 def scatter(results, **options):
-    return PLOTS["score_scatter"](results, {**PLOT_DEFAULTS["score_scatter"], **options})
+    return PLOTS["score_scatter"](results, {**PLOT_LAYOUTS["score_scatter"].defaults, **options})
 
 
 def same_points(a, b) -> bool:

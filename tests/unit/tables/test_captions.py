@@ -8,8 +8,8 @@ import jinja2
 import pytest
 from docutils.core import publish_parts
 
-from vfbench.plots import PLOTS
-from vfbench.tables import TABLES
+from vfbench.report.layouts import TABLES
+from vfbench.report.plots import PLOTS
 
 REPORT = Path(__file__).resolve().parents[3] / "workflow" / "report"
 CONFIG = {"campaign": "default", "evaluate": {"pgd": {"steps": 20, "restarts": 1}},

@@ -13,9 +13,12 @@ import pandas as pd
 import pytest
 from results_files import campaign_config, load_results_from_paths
 
-from vfbench import report_entries, tables
 from vfbench.errors import VfbenchError
 from vfbench.io import write_json
+from vfbench.report import entries, render
+from vfbench.report.layouts import TABLES
+from vfbench.report.provenance import campaign_provenance, provenance_line
+from vfbench.report.selection import eps_label
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = {
@@ -80,9 +83,9 @@ def results(campaign):
 
 
 def build(results, layout, **options):
-    name, (layout, opts) = next(iter(report_entries.resolve_entries(
-        {"t": {"layout": layout, **options}}, report_entries.TABLE_DEFAULTS, "tables").items()))
-    return tables.TABLES[layout](results, opts)
+    name, (layout, opts) = next(iter(entries.resolve_entries(
+        {"t": {"layout": layout, **options}}, entries.TABLE_LAYOUTS, "tables").items()))
+    return TABLES[layout](results, opts)
 
 
 def cells(frame, decimals=2, signed=False):
@@ -90,7 +93,7 @@ def cells(frame, decimals=2, signed=False):
     out = {}
     for index, row in frame.iterrows():
         for column, value in row.items():
-            out[(index, column)] = tables.format_value(value, decimals, signed)
+            out[(index, column)] = render.format_value(value, decimals, signed)
     return out
 
 
@@ -206,7 +209,7 @@ def test_table_footer_names_falsifier_image_selection_and_bound_method(results):
     config = {**CONFIG, "verify": {**CONFIG["verify"], "image_selection": "fgsm_agreement",
                                    "verifiers": {"crown": {"method": "crown", "pgd_steps": 0},
                                                  "bab": {"method": "bab"}}}}
-    footer = tables.provenance_line(tables.campaign_provenance(
+    footer = provenance_line(campaign_provenance(
         load_results_from_paths(config)))
     assert "images: 5 (fgsm_agreement)" in footer
     assert "crown = crown bounds, falsifier off" in footer
@@ -257,35 +260,35 @@ def test_paper002_tables(results):
 
 
 def test_default_layouts_build_on_a_campaign_that_ran_none_of_their_models(results):
-    for layout in tables.TABLES:
+    for layout in TABLES:
         frame = build(results, layout)
         assert frame.size > 0, layout
 
 
 def test_an_empty_tables_block_asks_for_no_table():
-    assert report_entries.table_entries({"tables": {}}) == {}
-    assert report_entries.table_entries({"tables": []}) == {}
+    assert entries.table_entries({"tables": {}}) == {}
+    assert entries.table_entries({"tables": []}) == {}
     for config in ({}, {"tables": None}):
-        assert list(report_entries.table_entries(config)) == ["summary"]
+        assert list(entries.table_entries(config)) == ["summary"]
 
 
 def test_entries_validate_layouts_and_options():
     with pytest.raises(VfbenchError, match="tables.x: unknown layout 'x'"):
-        report_entries.resolve_entries({"x": {}}, report_entries.TABLE_DEFAULTS, "tables")
+        entries.resolve_entries({"x": {}}, entries.TABLE_LAYOUTS, "tables")
     with pytest.raises(VfbenchError, match=r"unknown options \['colour'\]"):
-        report_entries.check_table_entry("summary", {"colour": "red"})
-    entries = report_entries.table_entries({"tables": {"fmnist_t4": {"layout": "paper001_table1",
-                                                              "dataset": "fmnist"}}})
-    assert entries["fmnist_t4"][0] == "paper001_table1"
-    assert entries["fmnist_t4"][1]["dataset"] == "fmnist"
-    assert report_entries.table_entries({})["summary"][0] == "summary"
+        entries.resolve_entry("summary", {"colour": "red"}, entries.TABLE_LAYOUTS)
+    resolved = entries.table_entries({"tables": {"fmnist_t4": {"layout": "paper001_table1",
+                                                               "dataset": "fmnist"}}})
+    assert resolved["fmnist_t4"][0] == "paper001_table1"
+    assert resolved["fmnist_t4"][1]["dataset"] == "fmnist"
+    assert entries.table_entries({})["summary"][0] == "summary"
 
 
 def test_writer_renders_csv_markdown_latex_and_provenance(results, tmp_path):
     frame = build(results, "paper000_table1", train="natural",
                   methods={"Baseline": "none", "SAP (50%)": "sap"})
-    prov = tables.campaign_provenance(results)
-    paths = tables.write_table(frame, tmp_path / "out", "t1", title="Table 1 (UNR %)",
+    prov = campaign_provenance(results)
+    paths = render.write_table(frame, tmp_path / "out", "t1", title="Table 1 (UNR %)",
                                decimals=2, signed=False, provenance=prov)
     assert sorted(p.suffix for p in paths) == [".csv", ".json", ".md", ".tex"]
     md = (tmp_path / "out/t1.md").read_text()
@@ -308,12 +311,12 @@ def test_writer_renders_csv_markdown_latex_and_provenance(results, tmp_path):
 
 
 def test_format_and_eps_labels():
-    assert tables.format_value(None, 2) == "-"
-    assert tables.format_value(3.14159, 1, signed=True) == "+3.1"
-    assert tables.format_value(-0.01, 1, signed=True) == "0.0"
-    assert tables.format_value(7, 2) == "7"
-    assert tables.eps_label(2 / 255) == "2/255" and tables.eps_label(0.2) == "0.2"
-    assert tables.latex_escape("a_b & 5%") == r"a\_b \& 5\%"
+    assert render.format_value(None, 2) == "-"
+    assert render.format_value(3.14159, 1, signed=True) == "+3.1"
+    assert render.format_value(-0.01, 1, signed=True) == "0.0"
+    assert render.format_value(7, 2) == "7"
+    assert eps_label(2 / 255) == "2/255" and eps_label(0.2) == "0.2"
+    assert render.latex_escape("a_b & 5%") == r"a\_b \& 5\%"
 
 
 def test_out_of_range_fraction_is_an_error(campaign, tmp_path):

@@ -9,9 +9,9 @@ from results_files import load_results_from_paths
 from run_script import run_script
 from tiny_data import write_tiny_npz
 
-from vfbench import tables
 from vfbench.io import read_json, write_json
-from vfbench.report_entries import TABLE_DEFAULTS
+from vfbench.report.entries import TABLE_LAYOUTS
+from vfbench.report.layouts import TABLES
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,9 @@ CONFIG = {"campaign": "unit", "verify": {"eps": [0.1], "verifiers": {"crown": {"
 def test_training_time_is_base_plus_transform_seconds(written):
     results = load_results_from_paths(CONFIG, train=[written / "base.json"],
                                       transform=[written / "wp" / "report.json"])
-    options = {**TABLE_DEFAULTS["paper000_table6"], "train": "natural",
+    options = {**TABLE_LAYOUTS["paper000_table6"].defaults, "train": "natural",
                "methods": {"Baseline": "none", "WP": "wp"}}
-    frame = tables.TABLES["paper000_table6"](results, options)
+    frame = TABLES["paper000_table6"](results, options)
     column = ("net1, tiny", "Training Time (h)")
     base = read_json(written / "base.json")["metrics"]["seconds_total"]
     fine = read_json(written / "wp" / "report.json")["seconds"]
@@ -62,10 +62,10 @@ def test_paper002_table4_sizes_per_network(written):
             "--device", "cpu", "--threads", "1")
     results = load_results_from_paths(CONFIG, transform=[written / "none" / "report.json",
                                                          written / "wp" / "report.json"])
-    options = {**TABLE_DEFAULTS["paper002_table4"], "bases": {"NET1": "net1"},
+    options = {**TABLE_LAYOUTS["paper002_table4"].defaults, "bases": {"NET1": "net1"},
                "rows": [["SET1", "Baseline", "natural/none"], ["SET1", "WP", "natural/wp"],
                         ["SET1", "NP", "natural/np"]]}
-    frame = tables.TABLES["paper002_table4"](results, options)
+    frame = TABLES["paper002_table4"](results, options)
     assert list(frame.columns) == ["# HL Neurons", "# Weights"]
     # net1 hidden [8, 8] on 16 inputs, 10 outputs: 16*8 + 8*8 + 8*10 = 272 weights
     assert frame.loc[("NET1", "SET1", "Baseline")].tolist() == [16, 272]

@@ -1,9 +1,9 @@
 """The papers' figures, drawn from a campaign's results (matplotlib; PNG + PDF).
 
-A figure is a function ``(results, options) -> Figure`` in ``PLOTS``, with option defaults in
-``vfbench.report_entries.PLOT_DEFAULTS``; the campaign config's ``plots`` block names which to
-draw, the same way its ``tables`` block names tables. Each figure carries the campaign's
-provenance line at its foot and in a JSON sidecar. Figures are plain
+A figure is a function ``(results, options) -> Figure`` in ``PLOTS``, declared (options with
+defaults, what it reads) in ``vfbench.report.entries.PLOT_LAYOUTS``; the campaign config's
+``plots`` block names which to draw, the same way its ``tables`` block names tables. Each figure
+carries the campaign's provenance line at its foot and in a JSON sidecar. Figures are plain
 ``matplotlib.figure.Figure`` objects (no pyplot, so no global state and no display): PNG renders
 through Agg, PDF through the pdf backend.
 """
@@ -20,31 +20,27 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from vfbench import metrics
+from vfbench.config import parse_model_id
 from vfbench.errors import VfbenchError
-from vfbench.io import atomic_path, write_json
-from vfbench.report_entries import plot_entries
-from vfbench.results import CampaignResults, parse_model_id
-from vfbench.tables import (
-    campaign_provenance,
-    cell_value,
+from vfbench.report.cells import cell_value
+from vfbench.report.entries import lower_bounds_cells, normalised_scores_cells, plot_entries
+from vfbench.report.provenance import provenance_line, write_each, write_with_sidecar
+from vfbench.report.selection import (
     labelled,
     pick_eps,
+    pick_model_ids,
     pick_verifier,
-    provenance_line,
     row_spec,
 )
+from vfbench.results import CampaignResults
 
 
 def _records_by_model(results: CampaignResults, options: dict,
                       verifier: str) -> list[tuple[str, pd.DataFrame]]:
     """(label, records) of the ``models`` option ({label: "dataset/arch/train/transform"} or a
     list; default every model) at the ``eps`` option, for the models that have records."""
-    if options["models"] is not None:
-        chosen = [(label, parse_model_id(value)) for label, value in labelled(options["models"])]
-    else:
-        chosen = [("/".join(key), key) for key in results.models()]
     found = []
-    for label, key in chosen:
+    for label, key in pick_model_ids(results, options["models"]):
         records = results.records_for(key, verifier, pick_eps(results, options["eps"], key[0]))
         if records is not None:
             found.append((label, records))
@@ -117,9 +113,7 @@ def unstable_by_site(results: CampaignResults, options: dict) -> Figure:
 def lower_bounds(results: CampaignResults, options: dict) -> Figure:
     """Paper 000 Fig. 4: the verifier's lower bound on the margin, averaged over images, per model
     (dataset/arch/train) and transform; symlog axis because vacuous bounds are very negative."""
-    verifier = pick_verifier(results, options["verifier"])
-    groups = list(dict.fromkeys(k[:3] for k in results.models()))
-    transforms = options["transforms"] or list(dict.fromkeys(k[3] for k in results.models()))
+    verifier, groups, transforms = lower_bounds_cells(results, options)
     fig, axes = _subplots(1, 1, max(5.0, 1.2 * len(groups) * len(transforms)), 4)
     ax = axes[0, 0]
     width = 0.8 / max(len(transforms), 1)
@@ -458,9 +452,7 @@ SCORE_METRICS = {"Test Acc": ("sa", False), "UNSAT%": ("va", False),
 def normalised_scores(results: CampaignResults, options: dict) -> Figure:
     """Paper 001 Fig. 2: per dataset, each method's mean normalised score per metric (the best
     value at each model and eps is 100; times by their reciprocal)."""
-    verifier = pick_verifier(results, options["verifier"])
-    datasets = options["datasets"] or results.datasets()
-    methods = labelled(options["methods"])
+    verifier, datasets, methods = normalised_scores_cells(results, options)
     fig, axes = _subplots(1, max(len(datasets), 1), 6 * max(len(datasets), 1), 4)
     for ax, dataset in zip(axes.flat, datasets, strict=False):
         rows = []
@@ -501,31 +493,22 @@ PLOTS: dict[str, Callable[[CampaignResults, dict], Figure]] = {
     "cactus": cactus,
 }
 
+
 def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str,
                 provenance: Mapping) -> list[Path]:
     """``{name}.png``, ``{name}.pdf`` (provenance line at the foot) and ``{name}.json``."""
-    out_dir = Path(out_dir)
     footer = provenance_line(provenance)
     fig.text(0.01, 0.005, footer, fontsize=5, ha="left", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    paths = []
-    for suffix in (".png", ".pdf"):
-        path = out_dir / f"{name}{suffix}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=150)
-        paths.append(path)
-    sidecar = out_dir / f"{name}.json"
-    write_json(sidecar, {**provenance, "figure": name, "footer": footer})
-    return paths + [sidecar]
+    return write_with_sidecar(
+        out_dir, name, {suffix: lambda path, kind=suffix[1:]: fig.savefig(path, format=kind,
+                                                                          dpi=150)
+                        for suffix in (".png", ".pdf")},
+        {**provenance, "figure": name, "footer": footer})
 
 
 def build_plots(results: CampaignResults, out_dir: str | os.PathLike) -> list[Path]:
     """Draw and write every figure the campaign config asks for; return the files written."""
-    provenance = campaign_provenance(results)
-    written = []
-    for name, (layout, options) in plot_entries(results.config).items():
-        fig = PLOTS[layout](results, options)
-        written += save_figure(fig, out_dir, name,
-                               {**provenance, "layout": layout, "options": options})
-    return written
-
+    def write(name, layout, options, provenance):
+        return save_figure(PLOTS[layout](results, options), out_dir, name, provenance)
+    return write_each(results, plot_entries(results.config), write)
