@@ -45,12 +45,12 @@ def add_plan_parser(subparsers) -> None:
     parser.set_defaults(handler=plan_command)
 
 
-def _add_verifier_parser(subparsers, name: str, handler, **texts) -> argparse.ArgumentParser:
-    """A subcommand that runs a verifier: ``--verifier`` and ``--options``; the caller adds the
-    rest."""
+def _add_verifier_parser(subparsers, name: str, handler, help: str) -> argparse.ArgumentParser:
+    """A subcommand that runs a verifier (described by ``handler``'s docstring): ``--verifier``
+    and ``--options``; the caller adds the rest."""
     from vfbench.scripting import json_arg
 
-    parser = subparsers.add_parser(name, **texts)
+    parser = subparsers.add_parser(name, help=help, description=handler.__doc__)
     parser.set_defaults(handler=handler)
     parser.add_argument("--verifier", default="bab",
                         help="a vfbench verifier method: ibp, crown, alpha_crown, bab, milp, "
@@ -61,6 +61,9 @@ def _add_verifier_parser(subparsers, name: str, handler, **texts) -> argparse.Ar
 
 
 def verify_command(args: argparse.Namespace) -> None:
+    """Verify the property of a VNNLIB file on an ONNX network and print the VNN-COMP result
+    (sat + counterexample, unsat, timeout, unknown). Bad input or a verifier error: a message on
+    stderr, exit status 1, no result file."""
     from vfbench.io import atomic_path
     from vfbench.runtime import set_threads
     from vfbench.verify.instance import verify_instance
@@ -79,12 +82,8 @@ def verify_command(args: argparse.Namespace) -> None:
 
 
 def add_verify_parser(subparsers) -> None:
-    parser = _add_verifier_parser(
-        subparsers, "verify", verify_command,
-        help="verify one VNN-COMP instance (ONNX + VNNLIB)",
-        description="Verify the property of a VNNLIB file on an ONNX network and print the "
-        "VNN-COMP result (sat + counterexample, unsat, timeout, unknown). Bad input or a "
-        "verifier error: a message on stderr, exit status 1, no result file.")
+    parser = _add_verifier_parser(subparsers, "verify", verify_command,
+                                  "verify one VNN-COMP instance (ONNX + VNNLIB)")
     parser.add_argument("--onnx", required=True, help="the network (.onnx or .onnx.gz)")
     parser.add_argument("--vnnlib", required=True, help="the property (.vnnlib or .vnnlib.gz)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
@@ -92,6 +91,9 @@ def add_verify_parser(subparsers) -> None:
 
 
 def verify_benchmark_command(args: argparse.Namespace) -> None:
+    """Verify every row of a VNN-COMP instances.csv in one process, resuming from its journal if
+    killed; writes the VNN-COMP results CSV, counterexample files and a summary. Exit status 1 if
+    any instance ended in error."""
     from vfbench.runtime import set_threads
     from vfbench.verify.benchmark import verify_benchmark
 
@@ -108,12 +110,8 @@ def verify_benchmark_command(args: argparse.Namespace) -> None:
 
 
 def add_verify_benchmark_parser(subparsers) -> None:
-    parser = _add_verifier_parser(
-        subparsers, "verify-benchmark", verify_benchmark_command,
-        help="verify every instance of a VNN-COMP benchmark folder",
-        description="Verify every row of a VNN-COMP instances.csv in one process, resuming "
-        "from its journal if killed; writes the VNN-COMP results CSV, counterexample files and "
-        "a summary. Exit status 1 if any instance ended in error.")
+    parser = _add_verifier_parser(subparsers, "verify-benchmark", verify_benchmark_command,
+                                  "verify every instance of a VNN-COMP benchmark folder")
     parser.add_argument("folder", help="the benchmark folder (paths in instances.csv are "
                         "relative to it)")
     parser.add_argument("--instances", help="instances CSV (default: FOLDER/instances.csv)")
