@@ -48,14 +48,14 @@ class Layout:
 
 # The parts of a model id an entry names, when a layout crosses them with the campaign's models.
 WHOLE, METHOD, TRANSFORM, NO_MODEL = slice(0, 4), slice(2, 4), slice(3, 4), slice(0, 0)
+ARCH_METHOD = slice(1, 4)
 
 
 def named(model: slice, *, eps=None, verifier=None) -> Callable[[Read], tuple | None]:
     """What an entry names of a cell (``BuiltCampaign.built``): the ``model`` parts of its model
     id, its verifier if the ``verifier`` option names one, its eps if the ``eps`` option does (a
     number, a list or a mapping; not unset, 'min' or 'max'); None when it names none of them."""
-    eps_named = eps is not None and not (isinstance(eps, str) and eps in ("min", "max")) \
-        and eps != []
+    eps_named = eps not in (None, "min", "max", [])
 
     def part(read: Read) -> tuple | None:
         found = (read.model[model], read.verifier if verifier else None,
@@ -272,7 +272,7 @@ def _per_dataset_reads(campaign: BuiltCampaign, options: dict, verifiers: list[s
     named_verifiers = options.get("verifiers") or options.get("verifier")
     if options["datasets"]:
         return campaign.built(reads, named(WHOLE, eps=options["eps"], verifier=named_verifiers))
-    return campaign.built(reads, named(slice(1, 4), verifier=named_verifiers))
+    return campaign.built(reads, named(ARCH_METHOD, verifier=named_verifiers))
 
 
 TABLE_LAYOUTS: dict[str, Layout] = {

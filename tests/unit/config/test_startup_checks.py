@@ -254,3 +254,21 @@ def test_a_verifier_whose_only_arch_leaves_a_model_out_is_named():
         validate_config(config, source="c.yaml")
     config["tables"] = {"t": paper000_table()}  # the first verifier, crown, runs everywhere
     validate_config(config, source="c.yaml")
+
+
+def test_a_name_crossed_with_the_campaigns_own_models_may_miss_on_some():
+    def config(models=None):
+        c = small_campaign()
+        c["transform"] = {"none": {"method": "none"},
+                          "wp": {"method": "weight_prune", "rho": 0.5}}
+        c["models"] = [{"dataset": "mnist5k", "arch": ["net1", "cnn_4layer"],
+                        "train": "natural", "transform": ["none"]},
+                       {"dataset": "mnist5k", "arch": "net1", "train": "natural",
+                        "transform": "wp"}]
+        c["tables"] = {"t": paper000_table(models=models, methods={"B": "none", "WP": "wp"})}
+        return c
+    validate_config(config())  # every model of the campaign: cnn_4layer's WP cell shows "-"
+    with pytest.raises(VfbenchError, match=r"tables\.t: reads mnist5k/cnn_4layer/natural/wp, "
+                                           r".*models lists no cnn_4layer on mnist5k trained "
+                                           r"'natural' with transform 'wp'"):
+        validate_config(config(models={"M1": "mnist5k/cnn_4layer"}))
