@@ -330,7 +330,8 @@ def test_out_of_range_fraction_is_an_error(campaign, tmp_path):
 def test_tables_cli_writes_every_configured_table(campaign, tmp_path):
     """The CLI reads every file the config names (vfbench.layout.report_inputs)."""
     config = campaign_config(
-        {**CONFIG, "tables": {"summary": {}, "p1": {"layout": "paper001_table1"}},
+        {**CONFIG, "tables": {"summary": {}, "p1": {"layout": "paper001_table1",  # its methods
+                                                    "methods": {"N": "natural"}}},  # must exist
          "verify": {**CONFIG["verify"], "eps": [0.02],
                     "verifiers": {"crown": {"method": "crown"}}}},
         tmp_path / "results", [A, B],
