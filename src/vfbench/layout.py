@@ -15,7 +15,6 @@ Light (no torch, scipy, pandas, matplotlib): the Snakefile imports it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from vfbench.errors import VfbenchError
@@ -56,84 +55,55 @@ def folder_of(path: str, relative: str) -> str:
     return str(path)[:-len(relative) - 1]
 
 
+class Artifact:
+    """One kind of artifact: its path template under the campaign folder, with the ids it takes
+    as fields (``{model}``, ``{base}``, ``{dataset}``, ``{eps}``, ``{verifier}``, ``{shard}``,
+    ``{score}``). Called with ids (in the template's order) it gives the path; every id left
+    out stays a Snakemake pattern (``{model}`` -> ``{dataset}/{arch}/{train}/{transform}``), so
+    ``artifact()`` is the rules' pattern of the same path. An eps is written by format_eps."""
+
+    PATTERNS = {"model": MODEL, "base": BASE}
+
+    def __init__(self, template: str):
+        self.template = template
+        self.fields = re.findall(r"\{(\w+)\}", template)
+
+    def __call__(self, *ids: Any) -> str:
+        if len(ids) > len(self.fields):
+            raise TypeError(f"{self.template}: {len(ids)} ids for {len(self.fields)} fields")
+        values = {field: self.PATTERNS.get(field, f"{{{field}}}") for field in self.fields}
+        for field, value in zip(self.fields, ids, strict=False):  # the rest stay patterns
+            values[field] = format_eps(value) if field == "eps" else str(value)
+        return self.template.format(**values)
+
+    def __repr__(self) -> str:
+        return f"Artifact({self.template!r})"
+
+
 # --- data, training, transformation ---------------------------------------------------------------
-
-def data_npz(dataset: str = DATASET) -> str:
-    return f"data/{dataset}.npz"
-
-
-def data_card(dataset: str = DATASET) -> str:
-    return f"data/{dataset}.json"
-
-
-def base_checkpoint(base: str = BASE) -> str:
-    return f"models/{base}/base.pt"
-
-
-def base_metrics(base: str = BASE) -> str:
-    return f"models/{base}/base.json"
-
-
-def train_log(base: str = BASE) -> str:
-    return f"models/{base}/train_log.csv"
-
-
-def score_file(base: str = BASE, score: str = SCORE) -> str:
-    return f"models/{base}/scores/{score}.npz"
-
-
-def transformed_checkpoint(model: str = MODEL) -> str:
-    return f"models/{model}/model.pt"
-
-
-def transform_report(model: str = MODEL) -> str:
-    return f"models/{model}/report.json"
-
-
-def folded_checkpoint(model: str = MODEL) -> str:
-    return f"models/{model}/folded.pt"
-
-
-def eval_metrics(model: str = MODEL) -> str:
-    return f"eval/{model}/metrics.json"
-
+data_npz = Artifact("data/{dataset}.npz")
+data_card = Artifact("data/{dataset}.json")
+base_checkpoint = Artifact("models/{base}/base.pt")
+base_metrics = Artifact("models/{base}/base.json")
+train_log = Artifact("models/{base}/train_log.csv")
+score_file = Artifact("models/{base}/scores/{score}.npz")
+transformed_checkpoint = Artifact("models/{model}/model.pt")
+transform_report = Artifact("models/{model}/report.json")
+folded_checkpoint = Artifact("models/{model}/folded.pt")
+eval_metrics = Artifact("eval/{model}/metrics.json")
 
 # --- export: ONNX, VNNLIB, the VNN-COMP package ---------------------------------------------------
-
-def onnx_model(model: str = MODEL) -> str:
-    return f"onnx/{model}.onnx"
-
-
-def onnx_check(model: str = MODEL) -> str:
-    return f"onnx/{model}.json"
-
-
-def vnnlib_folder(dataset: str = DATASET, eps: float | str = EPS) -> str:
-    return f"specs/{dataset}/eps{format_eps(eps)}/vnnlib"
-
-
-def images_csv(dataset: str = DATASET, eps: float | str = EPS) -> str:
-    return f"specs/{dataset}/eps{format_eps(eps)}/images.csv"
-
-
-def instances_csv(model: str = MODEL) -> str:
-    return f"specs/{model}/instances.csv"
-
-
+onnx_model = Artifact("onnx/{model}.onnx")
+onnx_check = Artifact("onnx/{model}.json")
+vnnlib_folder = Artifact("specs/{dataset}/eps{eps}/vnnlib")
+images_csv = Artifact("specs/{dataset}/eps{eps}/images.csv")
+instances_csv = Artifact("specs/{model}/instances.csv")
 SPECS_PACKAGE = "specs/package.json"
 GENERATE_PROPERTIES = "specs/generate_properties.py"
 
-
 # --- verification, report -------------------------------------------------------------------------
-
-def verify_shard(model: str = MODEL, verifier: str = VERIFIER, eps: float | str = EPS,
-                 shard: int | str = SHARD) -> str:
-    return f"verify/{model}/{verifier}/eps{format_eps(eps)}/shard{shard}.jsonl"
-
-
-def verify_merged(model: str = MODEL, verifier: str = VERIFIER, eps: float | str = EPS) -> str:
-    return f"verify/{model}/{verifier}/eps{format_eps(eps)}.parquet"
-
+verify_shard = Artifact("verify/{model}/{verifier}/eps{eps}/shard{shard}.jsonl")
+verify_merged = Artifact("verify/{model}/{verifier}/eps{eps}.parquet")
 
 TABLE_FORMATS = ("csv", "md", "tex")
 
@@ -155,7 +125,7 @@ def log(rule: str, *ids: Any) -> str:
 # --- parsing (finished campaigns) -----------------------------------------------------------------
 
 # kind -> the function building that artifact's path; parse() reads paths of these kinds back
-PARSABLE: dict[str, Callable[..., str]] = {
+PARSABLE: dict[str, Artifact] = {
     "verify": verify_merged, "evaluate": eval_metrics, "train": base_metrics,
     "transform": transform_report, "scores": score_file,
 }
