@@ -143,9 +143,11 @@ def _spec_nodes(y: str, prop: Property, init: list) -> tuple[list, str]:
         for i in range(1, A.shape[0]):
             name = f"vfbench_and{k}_{i}"
             u = gemm(y, A[i][:, None], -b[i:i + 1], f"{name}_u")
-            nodes += [helper.make_node("Sub", [u, m], [f"{name}_gap"], name=f"{name}_gap"),
-                      helper.make_node("Relu", [f"{name}_gap"], [f"{name}_relu"],
-                                       name=f"{name}_relu")]
+            nodes.append(helper.make_node("Sub", [u, m], [f"{name}_diff"], name=f"{name}_diff"))
+            # The ReLU's input a Gemm (identity), not the Sub: auto_LiRPA 0.3 bounds an
+            # Add/Sub output in patches mode as a conv feature map and fails on a flat one.
+            gap = gemm(f"{name}_diff", np.ones((1, 1)), np.zeros(1), f"{name}_gap")
+            nodes.append(helper.make_node("Relu", [gap], [f"{name}_relu"], name=f"{name}_relu"))
             nodes.append(helper.make_node("Add", [m, f"{name}_relu"], [f"{name}_max"],
                                           name=f"{name}_max"))
             m = f"{name}_max"

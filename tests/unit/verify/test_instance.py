@@ -95,8 +95,9 @@ def test_wrapper_outputs_the_conjunctions_violation(folded, tmp_path):
     wrapped = tmp_path / "wrapped.onnx"
     wrapped_onnx(folded, prop, wrapped)
     t = np.linspace(0, 1, 101, dtype=np.float32)[:, None]
-    z = OrtModel(wrapped)(t)
-    y = OrtModel(folded)(-1 + 2 * t)
+    wrapper, net = OrtModel(wrapped), OrtModel(folded)
+    z = np.concatenate([wrapper(p[None]) for p in t])  # the wrapper's batch is 1
+    y = np.concatenate([net(p[None]) for p in -1 + 2 * t])
     for k, (A, b) in enumerate(prop.disjuncts, start=1):
         violation = (y.astype(np.float64) @ A.T - b).max(axis=1)
         np.testing.assert_allclose(z[:, 0] - z[:, k], violation, atol=1e-6)
@@ -106,6 +107,8 @@ def test_wrapper_outputs_the_conjunctions_violation(folded, tmp_path):
 def random_net(tmp_path_factory):
     torch.manual_seed(3)
     net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        net[4].bias[0] += 0.35  # y_0 - max(y_1, y_2) from about -0.07 to +0.1 over [-1, 1]^3
     path = tmp_path_factory.mktemp("random") / "net.onnx"
     _export(net, 3, path)
     return path
@@ -116,9 +119,11 @@ def test_random_conjunctions_agree(random_net, tmp_path):
     radii: bab, milp and Marabou agree wherever two decide, and both verdicts occur."""
     pytest.importorskip("maraboupy")
     rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, (200, 3)).astype(np.float32)
+    y = np.concatenate([OrtModel(random_net)(p[None]) for p in points])
+    center = points[np.argmax(y[:, 0] - y[:, 1:].max(axis=1))]  # y_0 the largest by most
     verdicts = []
-    for k, eps in enumerate((0.05, 0.3, 0.8, 2.0)):
-        center = rng.uniform(-1, 1, 3)
+    for k, eps in enumerate((0.02, 0.1, 0.5, 2.0)):
         box = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} {c - eps:.6f}))\n"
                       f"(assert (<= X_{i} {c + eps:.6f}))\n" for i, c in enumerate(center))
         path = tmp_path / f"p{k}.vnnlib"
