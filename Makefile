@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 $(BIN)/vfbench-installed: pyproject.toml requirements/lirpa.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -q -e '.[dev,marabou]'
+	$(BIN)/pip install -q -e '.[dev,marabou,vnnlib2]'
 	$(BIN)/pip install -q --no-deps -r requirements/lirpa.txt
 	touch $@
 

@@ -86,7 +86,9 @@ def add_verify_parser(subparsers) -> None:
                                   "verify one VNN-COMP instance (ONNX + VNNLIB)")
     parser.add_argument("--onnx", required=True, help="the network (.onnx or .onnx.gz)")
     parser.add_argument("--vnnlib", required=True, help="the property (.vnnlib or .vnnlib.gz)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds for the decision; loading the model and the property "
+                        "is not counted (VNN-COMP: prepare time) (default: 60)")
     parser.add_argument("--result", help="also write the result file here")
 
 
@@ -103,7 +105,8 @@ def verify_benchmark_command(args: argparse.Namespace) -> None:
     print(f"{summary['benchmark']} ({summary['verifier']}): {summary['instances']} instances, "
           f"{summary['holds']} holds, {summary['violated']} violated, {summary['timeout']} "
           f"timeout, {summary['unknown']} unknown, {summary['error']} error; "
-          f"{summary['total_time_s']:.1f} s; results in {summary['results']}")
+          f"{summary['total_time_s']:.1f} s deciding + {summary['total_prepare_s']:.1f} s "
+          f"preparing; results in {summary['results']}")
     if summary["error"]:
         raise VfbenchError(f"{summary['error']} instance(s) failed: "
                            + "; ".join(summary["errors"][:5]))

@@ -1,9 +1,13 @@
-"""The model in a form every VNN-COMP tool reads: normalisation as BatchNormalization, grafted
-activations with their masks folded into weights.
+"""The model in a form every VNN-COMP tool reads: normalisation folded into the first layer or
+as BatchNormalization, grafted activations with their masks folded into weights.
 
-The input normalisation ``(x - mean) / std`` is written as a BatchNormalization (running mean
-``mean``, running variance ``std**2``, epsilon 0): Marabou reads no Div and no per-channel Sub
-or Mul, and every tool reads BatchNormalization.
+The input normalisation ``(x - mean) / std``: Marabou reads no Div and no per-channel Sub or Mul.
+Where the body starts with Flatten and a Linear (the MLPs), it is folded into that Linear (exact:
+``W diag(1/s) x + b - W (m/s)`` with m, s repeated over each channel's pixels), so the graph is
+Flatten, Gemm and Relu only, which pyNeVer 1.3.2's verifiers also take (they refuse
+BatchNormalization). Elsewhere (a conv first: folding would change what its zero padding
+means) it is written as a BatchNormalization (running mean ``mean``, running variance
+``std**2``, epsilon 0), which Marabou and auto_LiRPA read.
 
 A ``GraftedReLU`` computes ``relu(keep * z) + m * (a * z + b)`` on its input ``z`` (keep = 1 - m).
 Exported as it is, that is a ``Mul(keep, z)`` before ``Relu``, which Marabou, pyNeVer and
@@ -134,7 +138,12 @@ def standard_op_form(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model).eval()
     for name, module in list(model.named_modules()):
         if isinstance(module, Normalize):
-            _replace(model, name, _as_batchnorm(module))
+            first = _first_linear_after_flatten(model) if name == "normalize" else None
+            if first is not None:
+                _fold_normalisation(module, first)
+                _replace(model, name, nn.Identity())
+            else:
+                _replace(model, name, _as_batchnorm(module))
     sites = [name for name, m in model.named_modules() if isinstance(m, GraftedReLU)]
     if not sites:
         return model
@@ -156,6 +165,32 @@ def standard_op_form(model: nn.Module) -> nn.Module:
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def _first_linear_after_flatten(model: nn.Module) -> nn.Linear | None:
+    """The Linear a zoo model's body starts with (after its Flatten), if it does."""
+    body = getattr(model, "body", None)
+    if not isinstance(body, nn.Sequential):
+        return None
+    layers = [m for m in body if not isinstance(m, nn.Identity)]
+    if len(layers) >= 2 and isinstance(layers[0], nn.Flatten) and isinstance(layers[1],
+                                                                           nn.Linear):
+        return layers[1]
+    return None
+
+
+def _fold_normalisation(norm: Normalize, layer: nn.Linear) -> None:
+    """``layer(flatten((x - m) / s))`` as ``layer'(flatten(x))``, in place (in float64)."""
+    per_channel = layer.in_features // norm.mean.numel()
+    mean = norm.mean.reshape(-1).double().repeat_interleave(per_channel)
+    std = norm.std.reshape(-1).double().repeat_interleave(per_channel)
+    weight = layer.weight.detach().double() / std
+    bias = (layer.bias.detach().double() if layer.bias is not None
+            else torch.zeros(layer.out_features, dtype=torch.float64)) - weight @ mean
+    if layer.bias is None:
+        layer.bias = nn.Parameter(torch.zeros(layer.out_features), requires_grad=False)
+    layer.weight.copy_(weight.float())
+    layer.bias.copy_(bias.float())
 
 
 def _as_batchnorm(norm: Normalize) -> nn.BatchNorm2d:

@@ -97,16 +97,6 @@ class Property:
         point = np.where(point > self.upper, np.nextafter(point, np.float32(-np.inf)), point)
         return point.astype(np.float32)
 
-    def margin_matrix(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """For a property every disjunct of which is one row ``a @ y <= b``: (C, d) with C the
-        stacked rows a and d the stacked b, so that the property holds iff ``C @ y - d > 0``
-        for every row (the form a bound method lower-bounds). None when a disjunct has several
-        rows."""
-        if any(A.shape[0] != 1 for A, _ in self.disjuncts):
-            return None
-        return (np.concatenate([A for A, _ in self.disjuncts]),
-                np.concatenate([b for _, b in self.disjuncts]))
-
 
 def robustness_property(x: np.ndarray, label: int, eps: float, num_classes: int) -> Property:
     """The campaign's property around image ``x`` (pixel space): the box is the L-inf ball of

@@ -1,4 +1,5 @@
-"""VNNLIB 1.0 (the VNN-COMP benchmarks' form) read into Properties, and Properties written out.
+"""VNNLIB 1.0 (the VNN-COMP benchmarks' form) and 2.0 read into Properties, and Properties written
+out.
 
 Read: ``(declare-const X_i Real)`` / ``(declare-const Y_j Real)``; ``(assert F)`` where F nests
 ``and``/``or`` over atoms ``(<= s t)`` / ``(>= s t)`` (``<``/``>`` read as non-strict, as VNN-COMP
@@ -9,6 +10,9 @@ newline or not; ``.gz`` files as they are. The asserts are conjoined and brought
 disjunction of conjunctions; conjunctions are grouped by their input box, so a file with a
 disjunction over input boxes (``(or (and <box 1> <outputs 1>) ...)``) reads as several
 Properties. Anything else is a VfbenchError naming the file, the line and what is wrong.
+
+VNNLIB 2.0 (a file opening with ``(vnnlib-version <2.0>)``) is parsed by PyPI's ``vnnlib``
+(optional: the ``vnnlib2`` extra) into the same atoms (``_read_v2``), then read as above.
 
 Written: every number in positional notation with the fewest digits that read back to the same
 float64 (some readers reject ``8.19e-06``).
@@ -119,15 +123,7 @@ class _Reader:
                     alternatives.append(dnf)
             else:
                 self.fail(sexp.line, f"expected declare-const or assert, got {head!r}")
-        size = 1
-        for dnf in alternatives:
-            size *= len(dnf)
-            if size > MAX_DISJUNCTS:
-                raise VfbenchError(f"{self.where}: the asserts expand to more than "
-                                   f"{MAX_DISJUNCTS} disjuncts")
-        conjunctions = [common + [a for conj in choice for a in conj]
-                        for choice in product(*alternatives)]
-        return declared, conjunctions
+        return declared, _conjoined(common, alternatives, self.where)
 
     def declare(self, sexp: _Sexp, declared) -> None:
         items = sexp.items
@@ -228,6 +224,95 @@ def _combine(parts, signs):
     return coeffs, constant
 
 
+def _conjoined(common: list[_Atom], alternatives: list[list[list[_Atom]]], where: str
+               ) -> list[list[_Atom]]:
+    """The conjunction of the asserts (``common`` atoms, and one disjunctive form per assert
+    that has several disjuncts) as one disjunction of conjunctions."""
+    size = 1
+    for dnf in alternatives:
+        size *= len(dnf)
+        if size > MAX_DISJUNCTS:
+            raise VfbenchError(f"{where}: the asserts expand to more than {MAX_DISJUNCTS} "
+                               "disjuncts")
+    return [common + [a for conj in choice for a in conj] for choice in product(*alternatives)]
+
+
+# --- VNNLIB 2.0, through PyPI's vnnlib ------------------------------------------------------
+
+_V2_HEADER = re.compile(r"^\s*(;[^\n]*\n\s*)*\(\s*vnnlib-version\b")
+
+
+def is_vnnlib2(text: str) -> bool:
+    """A VNNLIB 2.0 file opens with ``(vnnlib-version <2.0>)`` (after comments)."""
+    return bool(_V2_HEADER.match(text))
+
+
+def _read_v2(text: str, where: str) -> tuple[dict[str, set[int]], list[list[_Atom]]]:
+    """(declared, conjunctions) as ``_Reader.read`` gives them, from a VNNLIB 2.0 file parsed
+    by PyPI's ``vnnlib`` (the 2.0 reference parser): one network with one input and one output
+    tensor (flattened in C order to X_i / Y_j); comparisons <=, <, >=, > (strict read as
+    non-strict, as in 1.0); each one an input bound or a linear constraint over outputs."""
+    try:
+        import vnnlib as v2
+    except ImportError as exc:
+        raise VfbenchError(f"{where}: a VNNLIB 2.0 file needs PyPI's vnnlib package: pip "
+                           "install 'vnnlib==1.0.2' (or the extra: vfbench[vnnlib2])") from exc
+    try:
+        query = v2.parse_query_string(text)
+    except v2.VNNLibException as exc:
+        raise VfbenchError(f"{where}: VNNLIB 2.0: {exc}") from exc
+    if len(query.networks) != 1:
+        raise VfbenchError(f"{where}: VNNLIB 2.0 with {len(query.networks)} networks; one "
+                           "is supported")
+    (network,) = query.networks
+    if len(network.inputs) != 1 or len(network.outputs) != 1 or network.hidden:
+        raise VfbenchError(f"{where}: network {network.name}: one input and one output tensor "
+                           "(and no hidden ones) are supported")
+    shapes = {"X": list(network.inputs[0].shape), "Y": list(network.outputs[0].shape)}
+    declared = {kind: set(range(int(np.prod(shape)))) for kind, shape in shapes.items()}
+    kinds = {"Input": "X", "Output": "Y"}
+
+    def atom(comparison) -> _Atom:
+        name = type(comparison).__name__
+        sign = {"LessEqual": 1, "LessThan": 1, "GreaterEqual": -1, "GreaterThan": -1}.get(name)
+        if sign is None:
+            raise VfbenchError(f"{where}: comparison {comparison} ({name}) is not supported; "
+                               "only <=, <, >=, >")
+        coeffs: dict[tuple[str, int], float] = {}
+        constant, line = 0.0, 0
+        for side, s in ((comparison.lhs, sign), (comparison.rhs, -sign)):
+            linear = side.to_linear_expr()
+            constant += s * linear.constant
+            for term in linear.terms:
+                kind = kinds.get(term.var.kind.name)
+                if kind is None:
+                    raise VfbenchError(f"{where}:{term.var.line}: {term.var_name} is not the "
+                                       "network's input or output")
+                flat = int(np.ravel_multi_index(tuple(term.var.indices), shapes[kind]))
+                coeffs[(kind, flat)] = coeffs.get((kind, flat), 0.0) + s * term.coeff
+                line = term.var.line
+        coeffs = {k: c for k, c in coeffs.items() if c != 0.0}
+        kinds_used = {k for k, _ in coeffs}
+        if not kinds_used:
+            raise VfbenchError(f"{where}:{line}: {comparison} compares constants only")
+        if kinds_used == {"X"} and len(coeffs) != 1:
+            raise VfbenchError(f"{where}:{line}: {comparison}: an input constraint must bound "
+                               "one input by a constant")
+        if len(kinds_used) > 1:
+            raise VfbenchError(f"{where}:{line}: {comparison} mixes inputs and outputs")
+        return _Atom(kinds_used.pop(), {i: c for (_, i), c in coeffs.items()}, -constant, line)
+
+    common: list[_Atom] = []
+    alternatives = []
+    for assertion in query.assertions:
+        dnf = [[atom(c) for c in conj] for conj in assertion.expr.to_dnf()]
+        if len(dnf) == 1:
+            common.extend(dnf[0])
+        else:
+            alternatives.append(dnf)
+    return declared, _conjoined(common, alternatives, where)
+
+
 def read_text(path: str | os.PathLike) -> str:
     path = Path(path)
     try:
@@ -251,8 +336,8 @@ def read_vnnlib(path: str | os.PathLike, input_shape: tuple[int, ...] | None = N
 
 def parse_vnnlib(text: str, where: str = "<vnnlib>", input_shape: tuple[int, ...] | None = None,
                  num_outputs: int | None = None) -> list[Property]:
-    reader = _Reader(text, where)
-    declared, conjunctions = reader.read()
+    declared, conjunctions = (_read_v2(text, where) if is_vnnlib2(text)
+                              else _Reader(text, where).read())
     n_in, n_out = _check_declared(declared, where, input_shape, num_outputs)
     shape = tuple(input_shape) if input_shape is not None else (n_in,)
     boxes: dict[tuple, tuple[np.ndarray, np.ndarray, list]] = {}
@@ -326,14 +411,30 @@ def positional(value: float) -> str:
 
 
 def _output_constraint(row: np.ndarray, bound: float) -> str:
+    """``row @ y <= bound`` in the forms tools read: positive terms on the left, the bound and
+    the negated negative terms on the right, a plain ``Y_j`` for a unit coefficient. (Marabou
+    2.0's reader fails on a product inside a sum, ``(+ (* 2.0 Y_1) ...)``; it reads ``(* 2.0
+    Y_1)`` alone on a side and sums of plain variables and constants. A side that needs a
+    product inside a sum is still written, as valid VNNLIB.)"""
     nonzero = np.flatnonzero(row)
     # y_a - y_b <= 0 is written as VNN-COMP benchmarks write it: (>= Y_b Y_a)
     if bound == 0 and len(nonzero) == 2 and sorted(row[nonzero]) == [-1.0, 1.0]:
         a = int(nonzero[row[nonzero] > 0][0])
         b = int(nonzero[row[nonzero] < 0][0])
         return f"(>= Y_{b} Y_{a})"
-    terms = " ".join(f"(* {positional(row[j])} Y_{j})" for j in nonzero)
-    return f"(<= (+ {terms}) {positional(bound)})"
+
+    def term(j: int, coeff: float) -> str:
+        return f"Y_{j}" if coeff == 1.0 else f"(* {positional(coeff)} Y_{j})"
+
+    def side(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else f"(+ {' '.join(items)})"
+
+    left = [term(j, row[j]) for j in nonzero if row[j] > 0]
+    right = [term(j, -row[j]) for j in nonzero if row[j] < 0]
+    if not left:  # every coefficient negative: -sum <= b is sum >= -b
+        return f"(>= {side(right)} {positional(-bound)})"
+    constant = [positional(bound)] if bound != 0 or not right else []
+    return f"(<= {side(left)} {side(constant + right)})"
 
 
 def vnnlib_text(properties: Property | list[Property], comment: str | None = None) -> str:

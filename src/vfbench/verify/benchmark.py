@@ -1,13 +1,16 @@
 """A VNN-COMP benchmark folder verified in one process: ``vfbench verify-benchmark``.
 
 The folder holds ``instances.csv`` (rows ``onnx,vnnlib,timeout``, paths relative to the folder,
-``.gz`` files read as they are). Every instance goes through ``verify_instance``; each finished
-one is appended to a journal beside the results file (fsync'd), so a killed run resumes
-without redoing finished instances. At the end: the results CSV in the VNN-COMP format (rows
-``benchmark,onnx,vnnlib,prepare_time,result,run_time``, written atomically), one
-counterexample file per ``sat`` (the VNN-COMP result file), and a summary. An instance whose
-input is bad (unreadable ONNX or VNNLIB, an unsupported op) gets the result ``error`` with its
-message, never a verdict.
+``.gz`` files read as they are). Every instance goes through ``verify_instance`` with one
+``ModelCache`` for the run, so a model is loaded once for its consecutive rows (VNN-COMP lists
+them model by model). Each finished instance is appended to a journal beside the results file
+(fsync'd), so a killed run resumes without redoing finished instances. At the end: the results
+CSV in the VNN-COMP format (rows ``benchmark,onnx,vnnlib,prepare_time,result,run_time``,
+written atomically; prepare_time is loading the model, when not cached, and preparing the
+property, run_time the decision alone, which the row's timeout bounds), one counterexample
+file per ``sat`` (the VNN-COMP result file), and a summary. An instance whose input is bad
+(unreadable ONNX or VNNLIB, an unsupported op) gets the result ``error`` with its message,
+never a verdict.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tqdm import tqdm
 
 from vfbench.errors import VfbenchError
 from vfbench.io import atomic_path
-from vfbench.verify.instance import InstanceResult, verify_instance
+from vfbench.verify.instance import InstanceResult, ModelCache, verify_instance
 
 RESULTS_COLUMNS = ("benchmark", "onnx", "vnnlib", "prepare_time", "result", "run_time")
 RESULT_WORDS = ("unsat", "sat", "timeout", "unknown", "error")
@@ -97,7 +100,8 @@ def verify_benchmark(folder: str | os.PathLike, instances: str | os.PathLike | N
     rows = read_instances(instances_csv)
     out = Path(out) if out else folder / f"results_{method}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    journal = _journal_path(out, {"instances": rows, "method": method, "options": options,
+    journal = _journal_path(out, {"journal": 2, "instances": rows, "method": method,
+                                  "options": options,
                                   "folder": str(folder.resolve())})
     for stale in out.parent.glob(f".{out.name}.*.journal"):
         if stale != journal:
@@ -106,39 +110,45 @@ def verify_benchmark(folder: str | os.PathLike, instances: str | os.PathLike | N
     counterexamples = out.parent / f"{out.stem}_counterexamples"
     benchmark = folder.resolve().name
     todo = [k for k in range(len(rows)) if k not in done]
-    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"{method} {benchmark}",
-              disable=progress is False or None) as bar:
-        for k in todo:
-            onnx, vnnlib, timeout = rows[k]
-            try:
-                result = verify_instance(folder / onnx, folder / vnnlib, method, options,
-                                         timeout)
-            except VfbenchError as exc:  # bad input: an error row naming it, never a verdict
-                result = InstanceResult("error", 0.0, error=str(exc))
-            entry = {"index": k, "onnx": onnx, "vnnlib": vnnlib, "result": result.result,
-                     "run_time": result.time_s, "error": result.error, "counterexample": None}
-            if result.result == "sat":
-                name = f"{k}_{Path(onnx).name.split('.')[0]}_{Path(vnnlib).name.split('.')[0]}"
-                path = counterexamples / f"{name}.counterexample"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(path) as tmp:
-                    tmp.write_text(result.text())
-                entry["counterexample"] = str(path.relative_to(out.parent))
-            _append(journal, entry)
-            done[k] = entry
-            bar.update(1)
+    cache = ModelCache()
+    try:
+        with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"{method} {benchmark}",
+                  disable=progress is False or None) as bar:
+            for k in todo:
+                onnx, vnnlib, timeout = rows[k]
+                try:
+                    result = verify_instance(folder / onnx, folder / vnnlib, method, options,
+                                             timeout, cache)
+                except VfbenchError as exc:  # bad input: an error row naming it, never a verdict
+                    result = InstanceResult("error", 0.0, error=str(exc))
+                entry = {"index": k, "onnx": onnx, "vnnlib": vnnlib, "result": result.result,
+                         "prepare_time": result.prepare_s, "run_time": result.time_s,
+                         "error": result.error, "counterexample": None}
+                if result.result == "sat":
+                    name = f"{k}_{Path(onnx).name.split('.')[0]}_{Path(vnnlib).name.split('.')[0]}"
+                    path = counterexamples / f"{name}.counterexample"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(path) as tmp:
+                        tmp.write_text(result.text())
+                    entry["counterexample"] = str(path.relative_to(out.parent))
+                _append(journal, entry)
+                done[k] = entry
+                bar.update(1)
+    finally:
+        cache.close()
     entries = [done[k] for k in range(len(rows))]
     with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         for e in entries:
-            writer.writerow([benchmark, e["onnx"], e["vnnlib"], "0.0", e["result"],
-                             f"{e['run_time']:.6f}"])
+            writer.writerow([benchmark, e["onnx"], e["vnnlib"], f"{e['prepare_time']:.6f}",
+                             e["result"], f"{e['run_time']:.6f}"])
     counts = Counter(e["result"] for e in entries)
     summary = {"benchmark": benchmark, "verifier": method, "instances": len(entries),
                "holds": counts["unsat"], "violated": counts["sat"],
                "timeout": counts["timeout"], "unknown": counts["unknown"],
                "error": counts["error"],
                "total_time_s": sum(e["run_time"] for e in entries),
+               "total_prepare_s": sum(e["prepare_time"] for e in entries),
                "results": str(out),
                "errors": [f"{e['onnx']} {e['vnnlib']}: {e['error']}" for e in entries
                           if e["result"] == "error"]}
@@ -148,7 +158,8 @@ def verify_benchmark(folder: str | os.PathLike, instances: str | os.PathLike | N
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:
-    """Rows of a VNN-COMP results CSV as dicts (run_time a float)."""
+    """Rows of a VNN-COMP results CSV as dicts (prepare_time and run_time floats)."""
     with open(path, newline="") as fh:
-        return [dict(zip(RESULTS_COLUMNS, row, strict=True)) | {"run_time": float(row[5])}
+        return [dict(zip(RESULTS_COLUMNS, row, strict=True))
+                | {"prepare_time": float(row[3]), "run_time": float(row[5])}
                 for row in csv.reader(fh) if row]

@@ -21,8 +21,10 @@ def test_export_matches_torch_and_normalises_inside(tmp_path, arch):
     assert check["max_abs_diff_onnxruntime"] <= 1e-5
     proto = onnx.load(str(tmp_path / "m.onnx"))
     onnx.checker.check_model(proto)
-    # normalisation is in the graph, as a BatchNormalization (Marabou reads no Div)
-    assert proto.graph.node[0].op_type == "BatchNormalization"
+    # normalisation is in the graph (Marabou reads no Div): folded into the MLP's first Gemm,
+    # a BatchNormalization before the CNN's first Conv
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops[:2] == (["Flatten", "Gemm"] if arch == "net1" else ["BatchNormalization", "Conv"])
     assert any(p.key == "vfbench" for p in proto.metadata_props)
     out = onnxruntime_session(tmp_path / "m.onnx").run(None, {"input": x.numpy()})[0]
     assert out.shape == (16, 10)

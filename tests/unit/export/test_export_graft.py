@@ -1,5 +1,6 @@
-"""The export's standard-op form: normalisation as BatchNormalization, grafted activations with
-masks folded into Gemm/Conv weights; what onnxruntime, vfbench's importer and Marabou read."""
+"""The export's standard-op form: normalisation folded into an MLP's first Gemm or as
+BatchNormalization, grafted activations with masks folded into Gemm/Conv weights; what
+onnxruntime, vfbench's importer and Marabou read."""
 
 import numpy as np
 import pytest
@@ -93,6 +94,19 @@ def test_standard_op_form_of_a_model_without_grafts_only_rewrites_the_normalisat
     with torch.no_grad():
         assert (form(x) - model(x)).abs().max() <= 1e-5
     assert isinstance(get_site(form, "body.1"), torch.nn.ReLU)
+
+
+def test_an_mlps_normalisation_is_folded_into_its_first_gemm(tmp_path):
+    """Flatten, Gemm, Relu only (what pyNeVer's verifiers take: they refuse
+    BatchNormalization), and the same function: the normalisation is exact in the weights."""
+    model, _ = grafted_models()[0]
+    form = standard_op_form(model)
+    assert isinstance(form.normalize, torch.nn.Identity)
+    path, x = exported(model, tmp_path)
+    ops = [n.op_type for n in __import__("onnx").load(path).graph.node]
+    assert ops[:2] == ["Flatten", "Gemm"] and "BatchNormalization" not in ops, ops
+    with torch.no_grad():
+        assert (form(x) - model(x)).abs().max() <= 1e-5
 
 
 def test_residual_site_after_an_add_uses_the_identity_dense_form(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+import time
 import warnings
 
 import numpy as np
@@ -247,3 +248,34 @@ def test_verify_benchmark_on_a_campaigns_specs_reproduces_its_bab_records(
     assert {a for a, _ in pairs} >= {"sat", "unsat"}
     assert all(a == b for a, b in pairs if a in DECIDED and b in DECIDED), pairs
     assert sum(a == b for a, b in pairs) >= len(pairs) - 1
+
+
+def test_each_model_is_loaded_once_and_its_loading_is_prepare_time(bench, tmp_path,
+                                                                     monkeypatch):
+    """The rows of one ONNX file share one load (the run's ModelCache); the loading time is
+    the row's prepare_time and not part of its run_time (the decision, which the timeout
+    bounds). Loading is slowed by 3 s here to tell the two apart (and the decision is CROWN
+    alone, no PGD: tens of milliseconds)."""
+    from vfbench.verify import instance
+
+    folder, meta = bench
+    loads = []
+    real = instance.load_onnx
+
+    def slow_load(path):
+        loads.append(str(path))
+        if not str(path).endswith("box0.onnx"):  # the user's network, not a wrapper
+            time.sleep(3.0)
+        return real(path)
+
+    monkeypatch.setattr(instance, "load_onnx", slow_load)
+    summary = verify_benchmark(folder, method="crown", options={"pgd_steps": 0},
+                               out=tmp_path / "r.csv", progress=False)
+    rows = read_results(summary["results"])
+    models = [r["onnx"] for r in rows]
+    assert len([p for p in loads if not p.endswith("box0.onnx")]) == len(set(models)) == 3
+    for k, row in enumerate(rows):
+        if k == 0 or models[k - 1] != row["onnx"]:  # the model's first row paid the load
+            assert row["prepare_time"] >= 3.0, (k, row)
+        assert row["run_time"] < 3.0, row
+    assert summary["total_prepare_s"] >= 9.0 and summary["error"] == 0
