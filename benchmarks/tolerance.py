@@ -7,8 +7,12 @@
 2. ``--results DIR``: the records ``benchmarks/verify.py --out DIR`` wrote (results.json and
    the models' ONNX files): for every verified record, its margin lower bound against its
    tolerance, i.e. how much room the rule leaves real verdicts.
+3. ``--compare BEFORE AFTER``: two such folders (the same command on two versions of the code):
+   per (model, eps, verifier) the verdict counts, the total seconds and their ratio, the
+   instances whose verdict changed, and the domains bab bounded.
 
     .venv/bin/python benchmarks/tolerance.py --wide 40 --results /tmp/bench-out
+    .venv/bin/python benchmarks/tolerance.py --compare /tmp/bench-before /tmp/bench-after
 """
 
 from __future__ import annotations
@@ -94,11 +98,41 @@ def headroom(folder: Path, images: np.ndarray) -> None:
               f"tol {min(ratios):.3g}, margin_lb <= tol: {sum(v <= 1 for v in ratios)}")
 
 
+def _counts(records: list[dict]) -> str:
+    status = [r["status"] for r in records]
+    return (f"{status.count('verified')} / {status.count('falsified')} / "
+            f"{status.count('timeout') + status.count('unknown')}")
+
+
+def compare(before: Path, after: Path) -> None:
+    """A markdown table of the two runs' rows, matched by (model, eps, verifier)."""
+    rows = {}
+    for side, folder in (("before", before), ("after", after)):
+        for row in json.loads((folder / "results.json").read_text()):
+            rows.setdefault((row["model"], row["eps"], row["verifier"]), {})[side] = row
+    print("| model | eps | verifier | before: verified / falsified / timeout+unknown | after "
+          "| before s (total) | after s (total) | after / before | bab domains before / after "
+          "| verdicts changed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (model, eps, verifier), pair in rows.items():
+        if set(pair) != {"before", "after"}:
+            continue
+        old, new = pair["before"]["records"], pair["after"]["records"]
+        t_old, t_new = (sum(r["time_s"] for r in rs) for rs in (old, new))
+        changed = [f"image {a['image']}: {a['status']} -> {b['status']}"
+                   for a, b in zip(old, new, strict=True) if a["status"] != b["status"]]
+        domains = (f"{sum(r.get('domains') or 0 for r in old)} / "
+                   f"{sum(r.get('domains') or 0 for r in new)}" if verifier == "bab" else "-")
+        print(f"| {model} | {eps} | {verifier} | {_counts(old)} | {_counts(new)} | {t_old:.1f} | "
+              f"{t_new:.1f} | {t_new / t_old:.2f} | {domains} | {'; '.join(changed) or '-'} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wide", type=int, default=0)
     p.add_argument("--results", type=Path, default=None)
+    p.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE", "AFTER"))
     args = p.parse_args()
     set_threads(1)
     if args.wide:
@@ -107,6 +141,8 @@ def main() -> None:
         from verify import mnist5k  # benchmarks/verify.py: the images it verified
 
         headroom(args.results, mnist5k()["x_test"])
+    if args.compare:
+        compare(*args.compare)
 
 
 if __name__ == "__main__":

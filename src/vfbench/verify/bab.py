@@ -131,6 +131,8 @@ class _Search:
         self.warm = False
         # Minimisers of the linear bounds of the last batch's lowest-bounded domains.
         self.attack_starts: torch.Tensor | None = None
+        # The image's float64 CROWN bounds, widened, flattened (for leaf LPs; when first asked).
+        self._root64: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # --- bounding a batch of domains ---------------------------------------------------------
 
@@ -432,14 +434,32 @@ class _Search:
             return "timeout" if time.perf_counter() >= self.deadline else "unknown"
         return "verified"
 
+    def _leaf_bounds(self, domain: Domain) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Bounds on the domain's neurons safe to encode (already widened, float64, flat): its
+        float32 ones widened by their tolerance, intersected with the image's float64 CROWN
+        ones widened by theirs (both contain the exact values). A neuron that float64 proves
+        stable gets no binary however close to 0 its float32 bound is."""
+        if self._root64 is None:
+            exact = self.v.bounds(self.x, [self.label], self.eps, "crown", dtype=torch.float64)
+            self._root64 = [tolerance.widen(lo[0].reshape(-1), up[0].reshape(-1),
+                                            tol[0].reshape(-1).double())
+                            for (lo, up), tol in zip(exact.pre_activation, exact.pre_tol,
+                                                     strict=True)]
+        bounds, _ = self._domain_bounds([domain])
+        out = []
+        for (lo, up), tol, (lo64, up64) in zip(bounds, self.pre_tol, self._root64, strict=True):
+            lo, up = tolerance.widen(lo[0].double(), up[0].double(), tol.double())
+            out.append((torch.maximum(lo, lo64), torch.minimum(up, up64)))
+        return out
+
     def _leaf(self, domain: Domain) -> None:
         """A domain with every neuron stable: an LP decides it exactly."""
-        bounds, _ = self._domain_bounds([domain])
+        bounds = self._leaf_bounds(domain)
         x = self.x[0].detach().double().cpu().numpy().reshape(-1)
         milp.check_form_at(self.v.form, self.v.model, x, f"verifier {self.v.name}")
         encoded = milp.encode_ball(
             self.v.form, np.clip(x - self.eps, 0, 1), np.clip(x + self.eps, 0, 1),
-            [(lo[0], up[0]) for lo, up in bounds], self.pre_tol,
+            bounds, [torch.zeros_like(lo) for lo, _ in bounds],
             phases={(node, neuron): sign for node, neuron, sign in domain.splits})
         other = [j for j in range(self.v.model.num_classes) if j != self.label][domain.spec]
         tol = milp.MILP_DEFAULTS["tolerance"] + self.tol[domain.spec]

@@ -20,6 +20,7 @@ when over 90% of a layer is unstable (``alpha_indices`` left set under ``verbosi
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import io
@@ -307,7 +308,8 @@ LIRPA_VERSION = getattr(auto_LiRPA, "__version__", "unknown")
 
 __all__ = ["APPLIED_SHIMS", "LIRPA_VERSION", "BoundedModule", "BoundedTensor",
            "PerturbationLpNorm", "BoundRelu", "BOUND_METHODS", "CONV_MODES", "ALPHA_DEFAULTS",
-           "MarginBounds", "other_classes", "margin_spec", "bounded_model", "input_box", "ball",
+           "MarginBounds", "other_classes", "margin_spec", "bounded_model", "default_dtype",
+           "input_box", "ball",
            "pre_activation_bounds", "check_alpha_options", "compute_margin_bounds"]
 
 
@@ -331,23 +333,40 @@ def margin_spec(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """torch's default dtype set to ``dtype`` inside the block: 0.3 creates some tensors (the
+    spec, alpha-CROWN's results) in the default dtype, so a float64 bound runs inside it."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def bounded_model(model: torch.nn.Module, example_x: torch.Tensor, conv_mode: str = "patches",
-                  device: torch.device | str | None = None) -> BoundedModule:
+                  device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> BoundedModule:
     """Wrap ``model`` (eval mode, pixel-space input) for bounding.
 
     ``conv_mode``: 'patches' (fast on big convs) or 'matrix' (dense; branch and bound on conv
-    layers needs it, since 0.3 ignores beta on conv layers in patches mode).
+    layers needs it, since 0.3 ignores beta on conv layers in patches mode). ``dtype``
+    float64 bounds a float64 copy of the model (float32 weights are exact in float64); its
+    bounds are computed from an input of that dtype (``compute_margin_bounds``).
     """
     if conv_mode not in CONV_MODES:
         raise VfbenchError(f"conv_mode {conv_mode!r}: expected one of {CONV_MODES}")
     if getattr(model, "needs_matrix_mode", False):  # see onnx_import.load_onnx
         conv_mode = "matrix"
     device = torch.device(device) if device is not None else example_x.device
+    if dtype != torch.float32:
+        model = copy.deepcopy(model).to(dtype)
     model = model.eval().to(device)
-    example_x = example_x.to(device)
+    example_x = example_x.to(device, dtype)
 
     opts = {"conv_mode": conv_mode, "sparse_features_alpha": False, "verbosity": 0}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), default_dtype(dtype):
         # torch warns that TorchScript tracing (which 0.3 parses) is deprecated.
         warnings.simplefilter("ignore")
         return BoundedModule(model, example_x, bound_opts=opts, device=str(device))
@@ -427,6 +446,7 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
                           ) -> MarginBounds:
     """Sound lower bounds on the margins y_label - y_j over ``ball(x, eps)`` for a batch x.
 
+    Computed in x's dtype (float32, or float64 on a ``bounded_model`` of that dtype).
     ``method``: 'ibp', 'crown', or 'alpha_crown'. alpha-CROWN starts from CROWN, whose
     intermediate bounds go in as reference bounds (0.3 needs them); ``options`` (ALPHA_DEFAULTS)
     apply to alpha_crown only. ``magnitudes``: the model's over the ball
@@ -437,7 +457,7 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
     if magnitudes is not None:
         tol = tolerance.margin_slack(tolerance.margin_magnitudes(magnitudes[0], labels))
         tol = tol.to(x.device)
-        pre_tol = [tolerance.bound_slack(m).to(x.device) for m in magnitudes[1]]
+        pre_tol = [tolerance.bound_slack(m, x.dtype).to(x.device) for m in magnitudes[1]]
     if method not in _METHOD_NAMES:
         raise VfbenchError(f"bound method {method!r}: expected one of {BOUND_METHODS}")
     options = check_alpha_options(options)
@@ -445,7 +465,8 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
     num_classes = bm[bm.final_name].output_shape[-1]
     C = margin_spec(torch.as_tensor(labels).reshape(-1), num_classes).to(x.device)
     bounded_x = ball(x, eps)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), default_dtype(x.dtype):
+        C = C.to(x.dtype)
         warnings.simplefilter("ignore")
         lower, _ = bm.compute_bounds(x=(bounded_x,), C=C, method=_METHOD_NAMES[
             "crown" if method == "alpha_crown" else method], bound_upper=False)

@@ -8,8 +8,8 @@ in float64 and checks them on random points, so an op that is not affine is refu
 mis-encoded.
 
 Per image, ReLUs whose pre-activation bounds (CROWN or alpha-CROWN: tight big-M constants are what
-makes the MILP fast; widened by ``vfbench.verify.tolerance``'s rule, since they are float32) are
-stable need no binary variable: inactive ones vanish, active ones are the
+makes the MILP fast; computed in float64 on a float64 copy of the model and widened by
+``vfbench.verify.tolerance``'s rule for float64) are stable need no binary variable: inactive ones vanish, active ones are the
 identity. One MILP per other class whose margin the bound left undecided, least robust first:
 minimise y_label - y_j over the ball subject to y_label - y_j <= tolerance, so that a proven
 infeasibility settles the class without closing the optimality gap. The tolerance is the
@@ -335,17 +335,21 @@ class MilpVerifier(Verifier):
     def decide(self, x: torch.Tensor, label: int, eps: float, deadline: float) -> Decision:
         # Without ReLUs CROWN is exact and alpha-CROWN has nothing to optimise.
         method = self.options["bounds"] if self.model.relu_nodes else "crown"
-        bounds = self.bounds(x, [label], eps, method)
-        # The MILP's own tolerance on top of the float32 bounds' (which also covers
-        # onnxruntime's rounding): the bound shortcut and every solve decide against it.
+        # In float64: the big-M constants then need a tolerance of ~1e-10 of their terms, not
+        # float32's 1e-6, which on deep neurons would turn stable ones unstable
+        # (vfbench.verify.tolerance).
+        bounds = self.bounds(x, [label], eps, method, dtype=torch.float64)
+        # The MILP's own tolerance on top of the margin's float tolerance (which covers
+        # onnxruntime's float32 rounding): the bound shortcut and every solve decide against it.
         margin_tol = float(self.options["tolerance"]) + bounds.tol[0]
         proven = tolerance.proven(bounds.lower[0], margin_tol, f"verifier {self.name}")
         lower = bounds.lower[0].double().cpu().numpy()
         margin_tol = margin_tol.double().cpu().numpy()
         others = [j for j in range(self.model.num_classes) if j != label]
-        common = {"bound_method": method, "pre_activation": bounds.pre_activation}
+        # (Decisions carry no bounds: unstable counts come from float32 ones, as every other
+        # verifier's.)
         if bool(proven.all()):
-            return Decision("verified", margin_lb=float(lower.min()), **common)
+            return Decision("verified", margin_lb=float(lower.min()))
         x_np = x.detach().cpu().double().numpy().reshape(-1)
         check_form_at(self.form, self.model, x_np, f"verifier {self.name}")
         encoded = encode_ball(self.form, np.clip(x_np - eps, 0, 1), np.clip(x_np + eps, 0, 1),
@@ -358,7 +362,7 @@ class MilpVerifier(Verifier):
             j, tol = others[row], float(margin_tol[row])
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
-                return Decision("timeout", margin_lb=margin_lb, **common)
+                return Decision("timeout", margin_lb=margin_lb)
             # Only the sign matters: with margin <= tol imposed, infeasible proves margin > tol.
             solved = minimise(encoded, encoded.logits[label] - encoded.logits[j],
                               self.options["solver"], remaining, self.options["mip_gap"],
@@ -367,14 +371,13 @@ class MilpVerifier(Verifier):
                 continue
             if solved.status == "undecided":
                 late = time.perf_counter() >= deadline
-                return Decision("timeout" if late else "unknown", margin_lb=margin_lb, **common)
+                return Decision("timeout" if late else "unknown", margin_lb=margin_lb)
             margins = check_optimum(self.model, solved, label, j, self.model.input_shape,
                                     f"verifier {self.name}")
             if solved.value < -tol and margins[j] < 0:
                 return Decision("falsified", margin_lb=margin_lb,
-                                counterexample=torch.as_tensor(solved.x, dtype=torch.float32),
-                                **common)
-            return Decision("unknown", margin_lb=margin_lb, **common)  # |optimum| <= tol
+                                counterexample=torch.as_tensor(solved.x, dtype=torch.float32))
+            return Decision("unknown", margin_lb=margin_lb)  # |optimum| <= tol
         # Every class: margin > its bound where that proves it, else > its tolerance (MILP).
         return Decision("verified", margin_lb=float(np.where(proven.cpu().numpy(), lower,
-                                                             margin_tol).min()), **common)
+                                                             margin_tol).min()))
