@@ -9,16 +9,17 @@ mis-encoded.
 
 Per image, ReLUs whose pre-activation bounds (CROWN or alpha-CROWN: tight big-M constants are what
 makes the MILP fast; computed in float64 on a float64 copy of the model and widened by
-``vfbench.verify.tolerance``'s rule for float64) are stable need no binary variable: inactive ones vanish, active ones are the
-identity. One MILP per other class whose margin the bound left undecided, least robust first:
-minimise y_label - y_j over the ball subject to y_label - y_j <= tolerance, so that a proven
-infeasibility settles the class without closing the optimality gap. The tolerance is the
-``tolerance`` option plus the margin's float tolerance (``vfbench.verify.tolerance``), and the bound
-shortcut (a class the bound already proves) uses the same. A solve decides only when
-PuLP reports infeasible or a proven optimum (``sol_status == 1``: with a time limit PuLP can say
-"Optimal" for a solve that stopped early). The encoding must give the model's logits at the image
-(an infeasibility proof rests on it alone), and a minimiser is re-run through the model: the
-optimum must be the model's own margin there. Anything else is an error, never a verdict.
+``vfbench.verify.tolerance``'s rule for float64) are stable need no binary variable: inactive ones
+vanish, active ones are the identity. One MILP per other class whose margin the bound left
+undecided, least robust first: minimise y_label - y_j over the ball subject to y_label - y_j <=
+tolerance, so that a proven infeasibility settles the class without closing the optimality gap. The
+tolerance is the ``tolerance`` option plus the margin's float tolerance
+(``vfbench.verify.tolerance``), and the bound shortcut (a class the bound already proves) uses the
+same. A solve decides only when PuLP reports infeasible or a proven optimum (``sol_status == 1``:
+with a time limit PuLP can say "Optimal" for a solve that stopped early). The encoding must give
+the model's logits at the image (an infeasibility proof rests on it alone), and a minimiser is
+re-run through the model: the optimum must be the model's own margin there. Anything else is an
+error, never a verdict.
 """
 
 from __future__ import annotations
