@@ -8,12 +8,12 @@ in float64 and checks them on random points, so an op that is not affine is refu
 mis-encoded.
 
 Per image, ReLUs whose pre-activation bounds (CROWN or alpha-CROWN: tight big-M constants are what
-makes the MILP fast; computed in float64 on a float64 copy of the model and widened by
-``vfbench.verify.tolerance``'s rule for float64) are stable need no binary variable: inactive ones
-vanish, active ones are the identity. One MILP per other class whose margin the bound left
-undecided, least robust first: minimise y_label - y_j over the ball subject to y_label - y_j <=
-tolerance, so that a proven infeasibility settles the class without closing the optimality gap. The
-tolerance is the ``tolerance`` option plus the margin's float tolerance
+makes the MILP fast; computed again in float64 on a float64 copy of the model, once a MILP is
+needed, and widened by ``vfbench.verify.tolerance``'s rule for float64) are stable need no binary
+variable: inactive ones vanish, active ones are the identity. One MILP per other class whose margin
+the bound left undecided, least robust first: minimise y_label - y_j over the ball subject to
+y_label - y_j <= tolerance, so that a proven infeasibility settles the class without closing the
+optimality gap. The tolerance is the ``tolerance`` option plus the margin's float tolerance
 (``vfbench.verify.tolerance``), and the bound shortcut (a class the bound already proves) uses the
 same. A solve decides only when PuLP reports infeasible or a proven optimum (``sol_status == 1``:
 with a time limit PuLP can say "Optimal" for a solve that stopped early). The encoding must give
@@ -336,10 +336,7 @@ class MilpVerifier(Verifier):
     def decide(self, x: torch.Tensor, label: int, eps: float, deadline: float) -> Decision:
         # Without ReLUs CROWN is exact and alpha-CROWN has nothing to optimise.
         method = self.options["bounds"] if self.model.relu_nodes else "crown"
-        # In float64: the big-M constants then need a tolerance of ~1e-10 of their terms, not
-        # float32's 1e-6, which on deep neurons would turn stable ones unstable
-        # (vfbench.verify.tolerance).
-        bounds = self.bounds(x, [label], eps, method, dtype=torch.float64)
+        bounds = self.bounds(x, [label], eps, method)
         # The MILP's own tolerance on top of the margin's float tolerance (which covers
         # onnxruntime's float32 rounding): the bound shortcut and every solve decide against it.
         margin_tol = float(self.options["tolerance"]) + bounds.tol[0]
@@ -347,15 +344,18 @@ class MilpVerifier(Verifier):
         lower = bounds.lower[0].double().cpu().numpy()
         margin_tol = margin_tol.double().cpu().numpy()
         others = [j for j in range(self.model.num_classes) if j != label]
-        # (Decisions carry no bounds: unstable counts come from float32 ones, as every other
-        # verifier's.)
+        common = {"bound_method": method, "pre_activation": bounds.pre_activation}
         if bool(proven.all()):
-            return Decision("verified", margin_lb=float(lower.min()))
+            return Decision("verified", margin_lb=float(lower.min()), **common)
         x_np = x.detach().cpu().double().numpy().reshape(-1)
         check_form_at(self.form, self.model, x_np, f"verifier {self.name}")
+        # The big-M constants in float64: their tolerance is then ~1e-10 of their terms, not
+        # float32's 1e-6, which on deep neurons would turn stable ones unstable
+        # (vfbench.verify.tolerance). Only here: most images the float32 bound decides.
+        exact = self.bounds(x, [label], eps, method, dtype=torch.float64)
         encoded = encode_ball(self.form, np.clip(x_np - eps, 0, 1), np.clip(x_np + eps, 0, 1),
-                              [(lo[0], up[0]) for lo, up in bounds.pre_activation],
-                              [t[0] for t in bounds.pre_tol])
+                              [(lo[0], up[0]) for lo, up in exact.pre_activation],
+                              [t[0] for t in exact.pre_tol])
         margin_lb = float(lower.min())
         for row in np.argsort(lower):
             if proven[row]:
@@ -363,7 +363,7 @@ class MilpVerifier(Verifier):
             j, tol = others[row], float(margin_tol[row])
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
-                return Decision("timeout", margin_lb=margin_lb)
+                return Decision("timeout", margin_lb=margin_lb, **common)
             # Only the sign matters: with margin <= tol imposed, infeasible proves margin > tol.
             solved = minimise(encoded, encoded.logits[label] - encoded.logits[j],
                               self.options["solver"], remaining, self.options["mip_gap"],
@@ -372,13 +372,14 @@ class MilpVerifier(Verifier):
                 continue
             if solved.status == "undecided":
                 late = time.perf_counter() >= deadline
-                return Decision("timeout" if late else "unknown", margin_lb=margin_lb)
+                return Decision("timeout" if late else "unknown", margin_lb=margin_lb, **common)
             margins = check_optimum(self.model, solved, label, j, self.model.input_shape,
                                     f"verifier {self.name}")
             if solved.value < -tol and margins[j] < 0:
                 return Decision("falsified", margin_lb=margin_lb,
-                                counterexample=torch.as_tensor(solved.x, dtype=torch.float32))
-            return Decision("unknown", margin_lb=margin_lb)  # |optimum| <= tol
+                                counterexample=torch.as_tensor(solved.x, dtype=torch.float32),
+                                **common)
+            return Decision("unknown", margin_lb=margin_lb, **common)  # |optimum| <= tol
         # Every class: margin > its bound where that proves it, else > its tolerance (MILP).
         return Decision("verified", margin_lb=float(np.where(proven.cpu().numpy(), lower,
-                                                             margin_tol).min()))
+                                                             margin_tol).min()), **common)
