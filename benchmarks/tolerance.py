@@ -10,9 +10,13 @@
 3. ``--compare BEFORE AFTER``: two such folders (the same command on two versions of the code):
    per (model, eps, verifier) the verdict counts, the total seconds and their ratio, the
    instances whose verdict changed, and the domains bab bounded.
+4. ``--bound-cost DIR``: the seconds of a float64 bound (what ``milp`` and bab's leaf LPs use)
+   against float32, CROWN and alpha-CROWN, on the models and images of such a folder
+   (interleaved, 1 thread; the ratio is what to read on a shared machine).
 
     .venv/bin/python benchmarks/tolerance.py --wide 40 --results /tmp/bench-out
     .venv/bin/python benchmarks/tolerance.py --compare /tmp/bench-before /tmp/bench-after
+    .venv/bin/python benchmarks/tolerance.py --bound-cost /tmp/bench-after
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -127,12 +132,41 @@ def compare(before: Path, after: Path) -> None:
               f"{t_new:.1f} | {t_new / t_old:.2f} | {domains} | {'; '.join(changed) or '-'} |")
 
 
+def bound_cost(folder: Path, images: np.ndarray, labels: np.ndarray, eps: float = 0.05) -> None:
+    """Per model: total seconds of float32 and float64 bounds over the first 20 images, and
+    the largest |float64 - float32| of a pre-activation bound."""
+    from vfbench.verify.verifiers import VERIFIERS
+
+    for onnx in sorted(folder.glob("*.onnx")):
+        verifier = VERIFIERS["milp"](load_onnx(onnx), {"pgd_steps": 0}, "cpu")
+        for method in ("crown", "alpha_crown"):
+            seconds = {torch.float32: 0.0, torch.float64: 0.0}
+            gap = 0.0
+            for i in range(20):
+                x = torch.as_tensor(images[i].astype(np.float32) / np.float32(255))[None]
+                got = {}
+                for dtype in (torch.float32, torch.float64) if i % 2 else (torch.float64,
+                                                                          torch.float32):
+                    start = time.perf_counter()
+                    got[dtype] = verifier.bounds(x.view(1, *verifier.model.input_shape),
+                                                 [int(labels[i])], eps, method, dtype=dtype)
+                    seconds[dtype] += time.perf_counter() - start
+                gap = max(gap, max(float((a.double() - b).abs().max()) for (a, _), (b, _) in zip(
+                    got[torch.float32].pre_activation, got[torch.float64].pre_activation,
+                    strict=True)))
+            s32, s64 = seconds[torch.float32], seconds[torch.float64]
+            print(f"{onnx.stem:<11} eps {eps} {method:<11} float32 {s32:.2f} s, float64 "
+                  f"{s64:.2f} s (x{s64 / s32:.2f}) for 20 images; max |lower64 - lower32| "
+                  f"{gap:.1e}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wide", type=int, default=0)
     p.add_argument("--results", type=Path, default=None)
     p.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE", "AFTER"))
+    p.add_argument("--bound-cost", type=Path, default=None)
     args = p.parse_args()
     set_threads(1)
     if args.wide:
@@ -143,6 +177,11 @@ def main() -> None:
         headroom(args.results, mnist5k()["x_test"])
     if args.compare:
         compare(*args.compare)
+    if args.bound_cost:
+        from verify import mnist5k
+
+        data = mnist5k()
+        bound_cost(args.bound_cost, data["x_test"], data["y_test"])
 
 
 if __name__ == "__main__":

@@ -15,39 +15,40 @@ are the weights times relaxation slopes in [0, 1].
 
 Why this rule for margins (measured; ``benchmarks/README.md``): on 40 constructed 3072-input
 networks whose exact float64 minimum margin is within 3e-6 of 0, |float32 CROWN bound - exact| and
-|onnxruntime at the minimising vertex - exact| reached 2.4e-8 * M and 1.9e-8 * M (M ~ 2.5e3,
-so up to 6e-5 absolutely). RTOL = 1e-6 is 40x that worst case. On the verification benchmark's
-trained models M is larger than that worst case's (the graph on |x| compounds |W| layer by layer):
-tol is 3.6e-3 to 7.1e-3 on NET1 and 1.4e-2 to 3.0e-2 on M1, every CROWN-verified margin there is
-at least 21x its tol, and no verdict of crown, bab or milp changed (benchmarks/README.md, with
-the big-M constants below). The alternatives cost more
-for nothing measured: an exact float64 LP of every near-zero margin still has to allow for
-onnxruntime's own float32 error (the same M-scaled term), and outward rounding would mean
-re-implementing auto_LiRPA's bound propagation. The worst-case a-priori bound (n * 2^-24 * M
-for fan-in n) is 4 orders above anything measured and would discard real verdicts.
+|onnxruntime at the minimising vertex - exact| reached 2.4e-8 * M and 1.9e-8 * M (M ~ 2.5e3, so up
+to 6e-5 absolutely). RTOL = 1e-6 is 40x that worst case. On the verification benchmark's trained
+models M is larger than that worst case's (the graph on |x| compounds |W| layer by layer): tol is
+3.6e-3 to 7.1e-3 on NET1 and 1.4e-2 to 3.0e-2 on M1, every CROWN-verified margin there is at least
+21x its tol, and no verdict of crown, bab or milp changed (benchmarks/README.md, with the big-M
+constants below). The alternatives cost more for nothing measured: an exact float64 LP of every
+near-zero margin still has to allow for onnxruntime's own float32 error (the same M-scaled term),
+and outward rounding would mean re-implementing auto_LiRPA's bound propagation. The worst-case
+a-priori bound (n * 2^-24 * M for fan-in n) is 4 orders above anything measured and would discard
+real verdicts.
 
 Intermediate bounds that become big-M constants or LP bounds (``milp``, bab's leaf LPs) must
-contain the exact pre-activations over the box, else the encoding cuts off part of the box.
-Widened by RTOL * M of their own neuron they would be safe, but M of a deep neuron compounds
-|W| layer by layer (1.8e3 on a neuron whose bounds are exact at 5e-4 in
-``tests/unit/verify/test_soundness.py``; tol 3.6e-3 on NET1's logits), so neurons whose bound
-lies that close to 0 became unstable: more binaries, a looser LP, and ``milp`` lost 2 of 80
-verdicts (benchmarks/README.md). So they are computed in float64 instead
-(``Verifier.bounds(..., dtype=torch.float64)``: auto_LiRPA on a float64 copy of the model,
-whose float32 weights are exact in float64, over the exact float64 box the VNNLIB file states)
-and widened by RTOL_FLOAT64 * M. Why that is sound, with no measured constant: the bound is a
-sum of products of weights, relaxation slopes in [0, 1] and intercepts (at most |l| of their
-neuron), each term at most M of the neuron (the graph on |x| takes every weight in absolute
-value and every slope as 1), at most 2 (L + 1) M in all over L layers; a relaxation built on an
-earlier bound off by d is off by at most d times its coefficient, adding at most as much again.
-Float64 arithmetic errs on a sum of n such terms by at most n * 2^-53 times their absolute sum
-(any summation order), so the bound errs by at most about 3 (L + 1) n 2^-53 M, n the longest
-chain of sums (every layer's fan-in plus the input size): 1.7e-12 M on M1 (cnn_4layer,
-L + 1 = 5, n ~ 2.7e3), 1.2e-11 M on ConvBig on CIFAR (7, ~1.1e4); RTOL_FLOAT64 = 1e-10 covers
-3 (L + 1) n up to 9e5. (The same a-priori bound in float32 is ~1e-3 M: useless, hence the
-measured RTOL above for what must stay float32.) The widening is then 1e-4 of float32's:
-1.8e-7 on that neuron, at most ~3e-6 on M1. The margins are still decided against tol (ATOL +
-RTOL * M), which covers onnxruntime's own float32 rounding, whatever precision bounded them.
+contain the exact pre-activations over the box, else the encoding cuts off part of the box. Widened
+by RTOL * M of their own neuron they would be safe, but M of a deep neuron compounds |W| layer by
+layer (1.8e3 on a neuron whose bounds are exact at 5e-4 in ``tests/unit/verify/test_soundness.py``;
+tol 3.6e-3 on NET1's logits), so a neuron whose bound lies that close to 0 becomes unstable: one
+more binary and a looser LP (on NET1 at eps 0.05, one binary more on 1 of 20 images;
+benchmarks/README.md). So they are computed in float64 instead (``Verifier.bounds(...,
+dtype=torch.float64)``: auto_LiRPA on a float64 copy of the model, whose float32 weights are exact
+in float64, over the exact float64 box the VNNLIB file states; by ``milp`` only for an image its
+float32 bound leaves undecided, at 1.3-1.4x the time of a float32 alpha-CROWN bound) and widened by
+RTOL_FLOAT64 * M. Why that is sound, with no measured constant: the bound is a sum of products of
+weights, relaxation slopes in [0, 1] and intercepts (at most |l| of their neuron), each term at
+most M of the neuron (the graph on |x| takes every weight in absolute value and every slope as 1),
+at most 2(L+1) M in all over L layers; a relaxation built on an earlier bound off by d is off by at
+most d times its coefficient, adding at most as much again. Float64 arithmetic errs on a sum of n
+such terms by at most n * 2^-53 times their absolute sum (any summation order), so the bound errs
+by at most about 3(L+1) n 2^-53 M, n the longest chain of sums (every layer's fan-in plus the input
+size): 1.7e-12 M on M1 (cnn_4layer, L + 1 = 5, n ~ 2.7e3), 1.2e-11 M on ConvBig on CIFAR (7,
+~1.1e4); RTOL_FLOAT64 = 1e-10 covers 3(L+1) n up to 9e5. (The same a-priori bound in float32 is
+~1e-3 M: useless, hence the measured RTOL above for what must stay float32.) The widening is then
+1e-4 of float32's: 1.8e-7 on that neuron, at most ~3e-6 on M1. The margins are still decided
+against tol (ATOL + RTOL * M), which covers onnxruntime's own float32 rounding, whatever precision
+bounded them.
 
 What stays float32 with its RTOL * M widening: bab's domain bounds (beta-CROWN). A leaf LP
 intersects them with the image's float64 CROWN bounds (both contain the exact values), so a
