@@ -13,10 +13,14 @@
 4. ``--bound-cost DIR``: the seconds of a float64 bound (what ``milp`` and bab's leaf LPs use)
    against float32, CROWN and alpha-CROWN, on the models and images of such a folder
    (interleaved, 1 thread; the ratio is what to read on a shared machine).
+5. ``--binaries DIR``: per image of such a folder's NET1 (eps 0.05), the binary variables of
+   milp's encoding, the solves stubbed out; run with ``PYTHONPATH`` at two versions' ``src`` to
+   compare their big-M constants.
 
     .venv/bin/python benchmarks/tolerance.py --wide 40 --results /tmp/bench-out
     .venv/bin/python benchmarks/tolerance.py --compare /tmp/bench-before /tmp/bench-after
     .venv/bin/python benchmarks/tolerance.py --bound-cost /tmp/bench-after
+    PYTHONPATH=<tree>/src .venv/bin/python benchmarks/tolerance.py --binaries /tmp/bench-after
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import torch
 from torch import nn
 
 from vfbench.runtime import set_threads
-from vfbench.verify import lirpa, tolerance
+from vfbench.verify import lirpa
 from vfbench.verify.onnx_import import OrtModel, load_onnx
 
 WIDE, EPS = 3072, 2.0**-6
@@ -47,6 +51,8 @@ def _export(net: nn.Module, path: Path, x: torch.Tensor) -> None:
 
 
 def wide(count: int) -> None:
+    from vfbench.verify import tolerance  # (imported here: --binaries runs on older trees too)
+
     ratios_bound, ratios_ort, absolute = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(count):
@@ -84,6 +90,8 @@ def wide(count: int) -> None:
 
 def headroom(folder: Path, images: np.ndarray) -> None:
     """``images``: the test images (uint8) the records' indices point into."""
+    from vfbench.verify import tolerance
+
     results = json.loads((folder / "results.json").read_text())
     for row in results:
         module = load_onnx(folder / f"{row['model']}.onnx")
@@ -160,6 +168,30 @@ def bound_cost(folder: Path, images: np.ndarray, labels: np.ndarray, eps: float 
                   f"{gap:.1e}")
 
 
+def binaries(folder: Path, images: np.ndarray, labels: np.ndarray, eps: float = 0.05) -> None:
+    from vfbench.verify import milp
+    from vfbench.verify.verifiers import VERIFIERS
+
+    counts: list[int] = []
+    encode = milp.encode_ball
+
+    def counting(*args, **kwargs):
+        encoded = encode(*args, **kwargs)
+        counts.append(encoded.binaries)
+        return encoded
+
+    milp.encode_ball = counting
+    milp.minimise = lambda *args, **kwargs: milp.Solved("undecided")
+    verifier = VERIFIERS["milp"](load_onnx(folder / "net1.onnx"), {"pgd_steps": 0}, "cpu")
+    out = []
+    for i in range(20):
+        counts.clear()
+        x = torch.as_tensor(images[i].astype(np.float32) / np.float32(255))
+        verifier.verify(x.view(verifier.model.input_shape), int(labels[i]), eps, 30, image=i)
+        out.append(f"{i}:{counts[0] if counts else '-'}")
+    print(f"net1 eps {eps} binaries per image ('-': no MILP needed): {' '.join(out)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,6 +199,7 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=None)
     p.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE", "AFTER"))
     p.add_argument("--bound-cost", type=Path, default=None)
+    p.add_argument("--binaries", type=Path, default=None)
     args = p.parse_args()
     set_threads(1)
     if args.wide:
@@ -182,6 +215,11 @@ def main() -> None:
 
         data = mnist5k()
         bound_cost(args.bound_cost, data["x_test"], data["y_test"])
+    if args.binaries:
+        from verify import mnist5k
+
+        data = mnist5k()
+        binaries(args.binaries, data["x_test"], data["y_test"])
 
 
 if __name__ == "__main__":
