@@ -417,14 +417,14 @@ def pre_activation_bounds(bm: BoundedModule, where: str = "bounds"
     """(lower, upper) of each ReLU node's input after the last ``compute_bounds``; a
     non-finite one is a VfbenchError naming ``where`` and the node."""
     out = []
-    for relu in bm.relus:
-        node = relu.inputs[0]
-        if not hasattr(node, "lower") or node.lower is None:
+    for relu in relu_nodes(bm):
+        if getattr(relu.inputs[0], "lower", None) is None:
             raise VfbenchError(f"no bounds on the input of ReLU node {relu.name}")
-        for side, value in (("lower", node.lower), ("upper", node.upper)):
-            tolerance.check_finite(value.detach(), f"{where}: {side} bound of the input of "
+        bounds = relu_input_bounds(relu)
+        for side, value in zip(("lower", "upper"), bounds, strict=True):
+            tolerance.check_finite(value, f"{where}: {side} bound of the input of "
                                    f"ReLU node {relu.name}")
-        out.append((node.lower.detach(), node.upper.detach()))
+        out.append(bounds)
     return out
 
 
@@ -485,8 +485,7 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
 
 def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
                  options: dict, tol: torch.Tensor | float) -> torch.Tensor:
-    crown = {relu.inputs[0].name: [relu.inputs[0].lower.detach(), relu.inputs[0].upper.detach()]
-             for relu in bm.relus}
+    crown = {relu_input_name(relu): list(relu_input_bounds(relu)) for relu in relu_nodes(bm)}
     bm.set_bound_opts({"optimize_bound_args": {
         "iteration": int(options["iterations"]),
         "lr_alpha": float(options["lr_alpha"]),
@@ -500,3 +499,103 @@ def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
                                      bound_upper=False, reference_bounds=crown,
                                      intermediate_layer_bounds=fixed)
     return lower
+
+
+# --- the per-node state branch and bound reads and writes -------------------------------------
+# 0.3 keeps a bounded graph's ReLU nodes, their inputs' bounds, the slopes (alpha), the split
+# constraints' multipliers (beta) and the last backward coefficients as attributes of its node
+# objects; these are the only functions outside this module that reach them, so a later
+# auto_LiRPA that moves them needs this section changed, not its callers.
+
+def relu_nodes(bm: BoundedModule) -> list:
+    """The bounded graph's ReLU nodes, in graph order."""
+    return list(bm.relus)
+
+
+def relu_input_name(relu) -> str:
+    """Name of the node feeding a ReLU node (the key of its bounds in ``compute_bounds``'s
+    intermediate_layer_bounds / reference_bounds)."""
+    return relu.inputs[0].name
+
+
+def relu_input_bounds(relu) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lower, upper) of a ReLU node's input after the last ``compute_bounds``, detached."""
+    node = relu.inputs[0]
+    return node.lower.detach(), node.upper.detach()
+
+
+def final_node(bm: BoundedModule) -> str:
+    """Name of the graph's output node (the key of final-bound slopes and of ``return_A``)."""
+    return bm.final_name
+
+
+def input_node(bm: BoundedModule) -> str:
+    """Name of the bounded graph's image input (its other roots are weights and buffers)."""
+    names = [n for n in bm.root_name if type(bm[n]).__name__ == "BoundInput"]
+    if len(names) != 1:
+        raise VfbenchError(f"the bounded graph has {len(names)} image inputs, expected 1")
+    return names[0]
+
+
+def input_coefficients(bm: BoundedModule, A: dict) -> torch.Tensor:
+    """The lower bound's coefficients on the image, from ``compute_bounds(..., return_A=True,
+    needed_A_dict={final_node(bm): [input_node(bm)]})``: (batch, specs, *input_shape)."""
+    return A[bm.final_name][input_node(bm)]["lA"]
+
+
+def pre_activation_bias(relu, shape: tuple[int, ...]) -> torch.Tensor:
+    """The bias of the Linear / Conv feeding a ReLU node, flattened to its neurons (zeros for
+    any other node)."""
+    node = relu.inputs[0]
+    kind = type(node).__name__
+    bias = None
+    if kind in ("BoundLinear", "BoundConv") and len(node.inputs) > 2:
+        bias = getattr(node.inputs[2], "param", None)
+    if bias is None:
+        return torch.zeros(int(np.prod(shape)))
+    bias = bias.detach().reshape(-1)
+    if kind == "BoundConv":  # per channel: the same bias at every position
+        bias = bias.view(-1, *[1] * (len(shape) - 1)).expand(shape)
+    return bias.reshape(-1).clone()
+
+
+def last_lower_coefficients(relu) -> torch.Tensor | None:
+    """The lower bound's coefficients on a ReLU node's output from the last backward pass
+    through it (None if none went through)."""
+    return getattr(relu, "lA", None)
+
+
+def set_split_betas(relu, loc: torch.Tensor, sign: torch.Tensor, beta: torch.Tensor) -> None:
+    """A ReLU node's split constraints for a batch of domains (beta-CROWN, sparse form): per
+    domain the split neurons (flat index), their signs (+1: input >= 0, -1: <= 0, 0: padding)
+    and multipliers, each (batch, splits). ``beta`` is optimised in place."""
+    relu.sparse_beta = beta.requires_grad_()
+    relu.sparse_beta_loc = loc
+    relu.sparse_beta_sign = sign
+
+
+def split_betas(relu) -> torch.Tensor:
+    """A ReLU node's multipliers as the last optimisation left them, (batch, splits)."""
+    return relu.sparse_beta.detach()
+
+
+def clear_split_betas(bm: BoundedModule) -> None:
+    """No split constraints on any ReLU node (bounds of the whole ball)."""
+    for relu in bm.relus:
+        relu.sparse_beta = None
+
+
+def set_final_slopes(bm: BoundedModule, relu, alpha: torch.Tensor) -> None:
+    """A ReLU node's lower-relaxation slopes for the final bound, (batch, *node shape) for one
+    spec per domain; optimised in place. Slopes for intermediate bounds are dropped."""
+    relu.alpha = {bm.final_name: alpha[None, None].repeat(2, 1, 1, *[1] * (alpha.dim() - 1))
+                  .requires_grad_()}
+    relu.alpha_lookup_idx = {bm.final_name: None}
+    relu.alpha_indices = None
+
+
+def final_slopes(bm: BoundedModule, relu) -> torch.Tensor | None:
+    """A ReLU node's lower-relaxation slopes for the final bound as the last optimisation left
+    them, (specs, batch, *node shape), detached; None if it has none."""
+    slope = (getattr(relu, "alpha", None) or {}).get(bm.final_name)
+    return None if slope is None else slope[0].detach()
