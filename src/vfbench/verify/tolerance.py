@@ -19,12 +19,13 @@ networks whose exact float64 minimum margin is within 3e-6 of 0, |float32 CROWN 
 to 6e-5 absolutely). RTOL = 1e-6 is 40x that worst case. On the verification benchmark's trained
 models M is larger than that worst case's (the graph on |x| compounds |W| layer by layer): tol is
 3.6e-3 to 7.1e-3 on NET1 and 1.4e-2 to 3.0e-2 on M1, every CROWN-verified margin there is at least
-21x its tol, and no verdict of crown, bab or milp changed (benchmarks/README.md, with the big-M
-constants below). The alternatives cost more for nothing measured: an exact float64 LP of every
-near-zero margin still has to allow for onnxruntime's own float32 error (the same M-scaled term),
-and outward rounding would mean re-implementing auto_LiRPA's bound propagation. The worst-case
-a-priori bound (n * 2^-24 * M for fan-in n) is 4 orders above anything measured and would discard
-real verdicts.
+21x its tol, and against the code before the tolerance (benchmarks/README.md, with the big-M
+constants below) crown and bab changed no verdict; milp one of 80 in one of two runs (verified in
+25 s before, timeout at 30 s, under load; both verified it in a rerun). The alternatives cost more
+for nothing measured: an exact float64 LP of every near-zero margin still has to allow for
+onnxruntime's own float32 error (the same M-scaled term), and outward rounding would mean
+re-implementing auto_LiRPA's bound propagation. The worst-case a-priori bound (n * 2^-24 * M for
+fan-in n) is 4 orders above anything measured and would discard real verdicts.
 
 Intermediate bounds that become big-M constants or LP bounds (``milp``, bab's leaf LPs) must
 contain the exact pre-activations over the box, else the encoding cuts off part of the box. Widened
@@ -46,9 +47,13 @@ by at most about 3(L+1) n 2^-53 M, n the longest chain of sums (every layer's fa
 size): 1.7e-12 M on M1 (cnn_4layer, L + 1 = 5, n ~ 2.7e3), 1.2e-11 M on ConvBig on CIFAR (7,
 ~1.1e4); RTOL_FLOAT64 = 1e-10 covers 3(L+1) n up to 9e5. (The same a-priori bound in float32 is
 ~1e-3 M: useless, hence the measured RTOL above for what must stay float32.) The widening is then
-1e-4 of float32's: 1.8e-7 on that neuron, at most ~3e-6 on M1. The margins are still decided
-against tol (ATOL + RTOL * M), which covers onnxruntime's own float32 rounding, whatever precision
-bounded them.
+1e-4 of float32's: 1.8e-7 on that neuron, at most ~3e-6 on M1. A local M (sum_j |W_ij| max(|l_j|,
+|u_j|) + |b_i| from the layer's own input bounds) would be smaller but is not a bound: a CROWN
+bound's rounding scales with the products of the backward coefficients (|W_k|...|W_1| |x|), which
+the compounded M bounds and the local one, where earlier layers cancel, does not (a neuron fed by
+weight w from the 5e-4 one above: local M |w| * 5e-4, its CROWN bound's terms |w| * 1.8e3). The
+margins are still decided against tol (ATOL + RTOL * M), which covers onnxruntime's own float32
+rounding, whatever precision bounded them.
 
 What stays float32 with its RTOL * M widening: bab's domain bounds (beta-CROWN). A leaf LP
 intersects them with the image's float64 CROWN bounds (both contain the exact values), so a
