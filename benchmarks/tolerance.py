@@ -16,11 +16,15 @@
 5. ``--binaries DIR``: per image of such a folder's NET1 (eps 0.05), the binary variables of
    milp's encoding, the solves stubbed out; run with ``PYTHONPATH`` at two versions' ``src`` to
    compare their big-M constants.
+6. ``--margin-cost DIR IMAGE...``: milp on those images of such a folder's NET1 (eps 0.05, 60 s
+   timeout), with the margin tolerance and with it set to 0 (unsound: for this measurement only),
+   alternately: seconds and verdicts, what the margin tolerance costs the MILP.
 
     .venv/bin/python benchmarks/tolerance.py --wide 40 --results /tmp/bench-out
     .venv/bin/python benchmarks/tolerance.py --compare /tmp/bench-before /tmp/bench-after
     .venv/bin/python benchmarks/tolerance.py --bound-cost /tmp/bench-after
     PYTHONPATH=<tree>/src .venv/bin/python benchmarks/tolerance.py --binaries /tmp/bench-after
+    .venv/bin/python benchmarks/tolerance.py --margin-cost /tmp/bench-after 3 0 11
 """
 
 from __future__ import annotations
@@ -192,6 +196,25 @@ def binaries(folder: Path, images: np.ndarray, labels: np.ndarray, eps: float = 
     print(f"net1 eps {eps} binaries per image ('-': no MILP needed): {' '.join(out)}")
 
 
+def margin_cost(folder: Path, indices: list[int], images: np.ndarray, labels: np.ndarray,
+                eps: float = 0.05) -> None:
+    from vfbench.verify import tolerance
+    from vfbench.verify.verifiers import VERIFIERS
+
+    verifier = VERIFIERS["milp"](load_onnx(folder / "net1.onnx"), {"pgd_steps": 0}, "cpu")
+    slack = tolerance.margin_slack
+    for i in indices:
+        x = torch.as_tensor(images[i].astype(np.float32) / np.float32(255))
+        for name, rule in (("with tol", slack), ("tol = 0", lambda m: 0.0 * m)):
+            tolerance.margin_slack = rule
+            start = time.perf_counter()
+            record = verifier.verify(x.view(verifier.model.input_shape), int(labels[i]), eps, 60,
+                                     image=i)
+            print(f"net1 eps {eps} image {i} {name:<8}: {record['status']} in "
+                  f"{time.perf_counter() - start:.1f} s")
+    tolerance.margin_slack = slack
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,6 +223,7 @@ def main() -> None:
     p.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE", "AFTER"))
     p.add_argument("--bound-cost", type=Path, default=None)
     p.add_argument("--binaries", type=Path, default=None)
+    p.add_argument("--margin-cost", nargs="+", default=None, metavar="DIR IMAGE")
     args = p.parse_args()
     set_threads(1)
     if args.wide:
@@ -220,6 +244,12 @@ def main() -> None:
 
         data = mnist5k()
         binaries(args.binaries, data["x_test"], data["y_test"])
+    if args.margin_cost:
+        from verify import mnist5k
+
+        data = mnist5k()
+        margin_cost(Path(args.margin_cost[0]), [int(i) for i in args.margin_cost[1:]],
+                    data["x_test"], data["y_test"])
 
 
 if __name__ == "__main__":
