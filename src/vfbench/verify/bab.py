@@ -7,8 +7,9 @@ the BaBSR-style scores name a few candidates and a probe (one CROWN pass on thei
 the one whose children it bounds highest. All children are bounded in one batch with auto_LiRPA
 0.3's beta-CROWN: intermediate bounds are the root's, with each split neuron's bound clamped at 0
 (sound on the domain), and every split enters the final bound as a Lagrangian term beta * (sign *
-z) with beta >= 0 optimised jointly with the alpha slopes (``sparse_beta`` / ``sparse_beta_loc`` /
-``sparse_beta_sign`` on each BoundRelu). Small nodes' bounds are recomputed per domain first, by
+z) with beta >= 0 optimised jointly with the alpha slopes (0.3's sparse betas on each ReLU node,
+set through ``lirpa.set_split_betas``: ``lirpa`` is the one module that touches 0.3's node
+state). Small nodes' bounds are recomputed per domain first, by
 CROWN with the splits' betas. A domain whose lower bound is above its margin's tolerance
 (``vfbench.verify.tolerance``: float32 bounds decide nothing closer to 0), or whose bounds are
 inverted beyond the neurons' tolerances (infeasible), is closed; a non-finite bound is an error,
@@ -48,7 +49,6 @@ import numpy as np
 import torch
 
 from vfbench.attacks import pgd_attack
-from vfbench.errors import VfbenchError
 from vfbench.verify import lirpa, milp, tolerance
 from vfbench.verify.base import Decision, Verifier
 from vfbench.verify.options import BAB_OPTIONS, defaults_of
@@ -92,8 +92,8 @@ class _Search:
         self.budget = budget  # branches after which run() gives up with 'budget'
         self.opts = verifier.options
         self.bm = verifier.bab_bm
-        self.relus = self.bm.relus
-        self.names = [r.inputs[0].name for r in self.relus]
+        self.relus = lirpa.relu_nodes(self.bm)
+        self.names = [lirpa.relu_input_name(r) for r in self.relus]
         self.shapes = [tuple(lo.shape[1:]) for lo, _ in root_pre]
         # Root pre-activation bounds, flattened (n_k,), and the neurons never to branch on.
         self.lower0 = [lo[0].reshape(-1) for lo, _ in root_pre]
@@ -102,7 +102,7 @@ class _Search:
                        else z.to(lo.device).expand(shape).reshape(-1)
                        for lo, z, shape in zip(self.lower0, verifier.model.zero_input,
                                                self.shapes, strict=True)]
-        self.bias = [_pre_activation_bias(relu, shape).to(lo.device)
+        self.bias = [lirpa.pre_activation_bias(relu, shape).to(lo.device)
                      for relu, shape, lo in zip(self.relus, self.shapes, self.lower0, strict=True)]
         self.refine = [k for k, lo in enumerate(self.lower0)
                        if 0 < lo.numel() <= self.opts["refine_max_neurons"] and k > 0
@@ -131,6 +131,8 @@ class _Search:
         self.warm = False
         # Minimisers of the linear bounds of the last batch's lowest-bounded domains.
         self.attack_starts: torch.Tensor | None = None
+        # The image's float64 CROWN bounds, widened, flattened (for leaf LPs; when first asked).
+        self._root64: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # --- bounding a batch of domains ---------------------------------------------------------
 
@@ -161,10 +163,10 @@ class _Search:
         return out, infeasible
 
     def _set_state(self, domains: list[Domain]) -> None:
-        """Betas (sparse_beta / _loc / _sign; padding has sign 0) and alphas on every ReLU node.
+        """Betas (split neurons, signs, multipliers; padding has sign 0) and alphas on every
+        ReLU node.
         Every node gets betas, splits or not: 0.3 indexes its saved betas by node position."""
         device = self.x.device
-        final = self.bm.final_name
         for k, relu in enumerate(self.relus):
             per = [[(neuron, float(sign), beta) for (node, neuron, sign), beta
                     in zip(d.splits, d.betas, strict=True) if node == k] for d in domains]
@@ -174,18 +176,12 @@ class _Search:
                                device=device)
             sign = torch.tensor([[q[1] for q in p] for p in padded], device=device)
             beta = torch.tensor([[q[2] for q in p] for p in padded], device=device)
-            relu.sparse_beta = beta.requires_grad_()
-            relu.sparse_beta_loc = loc
-            relu.sparse_beta_sign = sign
-            alpha = torch.stack([d.alphas[k] for d in domains]).view(
-                len(domains), *self.shapes[k])
-            relu.alpha = {final: alpha[None, None].repeat(2, 1, 1, *[1] * len(self.shapes[k]))
-                          .requires_grad_()}
-            relu.alpha_lookup_idx = {final: None}
-            relu.alpha_indices = None
+            lirpa.set_split_betas(relu, loc, sign, beta)
+            lirpa.set_final_slopes(self.bm, relu, torch.stack([d.alphas[k] for d in domains])
+                                   .view(len(domains), *self.shapes[k]))
 
     def _read_betas(self, domains: list[Domain]) -> list[tuple[float, ...]]:
-        per_node = [relu.sparse_beta.detach().cpu().tolist() for relu in self.relus]
+        per_node = [lirpa.split_betas(relu).cpu().tolist() for relu in self.relus]
         out = []
         for n, d in enumerate(domains):
             seen = [0] * len(self.relus)
@@ -211,12 +207,12 @@ class _Search:
                                intermediate_layer_bounds=given, reference_bounds=fixed,
                                aux_reference_bounds=fixed)
         for k in nodes:
-            node = self.relus[k].inputs[0]
-            for value in (node.lower, node.upper):
-                tolerance.check_finite(value.detach(), f"verifier {self.v.name}: refined "
+            lower, upper = lirpa.relu_input_bounds(self.relus[k])
+            for value in (lower, upper):
+                tolerance.check_finite(value, f"verifier {self.v.name}: refined "
                                        f"bounds of ReLU node {self.relus[k].name}")
-            lo = torch.maximum(node.lower.detach().reshape(N, -1), bounds[k][0])
-            up = torch.minimum(node.upper.detach().reshape(N, -1), bounds[k][1])
+            lo = torch.maximum(lower.reshape(N, -1), bounds[k][0])
+            up = torch.minimum(upper.reshape(N, -1), bounds[k][1])
             bounds[k] = (lo, up)
             fixed[self.names[k]] = [lo.view(N, *self.shapes[k]), up.view(N, *self.shapes[k])]
         return nodes
@@ -233,7 +229,7 @@ class _Search:
         fixed = {self.names[k]: [lo.view(N, *self.shapes[k]), up.view(N, *self.shapes[k])]
                  for k, (lo, up) in enumerate(bounds)}
         self._set_state(domains)
-        final = self.bm.final_name
+        final = lirpa.final_node(self.bm)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # 0.3 prints progress; torch warns on deprecations
             if not optimise or not self.warm:
@@ -257,7 +253,7 @@ class _Search:
         if not optimise:
             return lower, domains
         # The minimiser of each domain's linear lower bound: a candidate counterexample.
-        coeff = A[final][self.v.input_node]["lA"][:, 0].detach()
+        coeff = lirpa.input_coefficients(self.bm, A)[:, 0].detach()
         points = torch.where(coeff > 0, ball.ptb.x_L, ball.ptb.x_U)
         self._check_points(points)
         if self.opts["attack_every"]:
@@ -272,7 +268,8 @@ class _Search:
             updated.append(Domain(
                 lower=float(lower[n]), order=d.order, spec=d.spec, splits=d.splits,
                 betas=betas[n], refined=kept, candidates=candidates[n],
-                alphas=[relu.alpha[final][0, 0, n].detach().reshape(-1) for relu in self.relus]))
+                alphas=[lirpa.final_slopes(self.bm, relu)[0, n].reshape(-1)
+                        for relu in self.relus]))
         return lower, updated
 
     def _candidates(self, bounds, N) -> list[list[tuple[int, int]]]:
@@ -287,7 +284,7 @@ class _Search:
             slope = up / (up - lo).clamp(min=1e-12)
             intercept = torch.where(unstable, slope * (-lo), torch.zeros_like(lo))
             widths.append(intercept)
-            lA = getattr(self.relus[k], "lA", None)  # set by a backward pass through it
+            lA = lirpa.last_lower_coefficients(self.relus[k])
             if branching in ("babsr", "fsb") and lA is not None:
                 lA = lA.detach().reshape(N, -1)
                 scores.append((-lA).clamp(min=0) * intercept)
@@ -432,14 +429,32 @@ class _Search:
             return "timeout" if time.perf_counter() >= self.deadline else "unknown"
         return "verified"
 
+    def _leaf_bounds(self, domain: Domain) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Bounds on the domain's neurons safe to encode (already widened, float64, flat): its
+        float32 ones widened by their tolerance, intersected with the image's float64 CROWN
+        ones widened by theirs (both contain the exact values). A neuron that float64 proves
+        stable gets no binary however close to 0 its float32 bound is."""
+        if self._root64 is None:
+            exact = self.v.bounds(self.x, [self.label], self.eps, "crown", dtype=torch.float64)
+            self._root64 = [tolerance.widen(lo[0].reshape(-1), up[0].reshape(-1),
+                                            tol[0].reshape(-1).double())
+                            for (lo, up), tol in zip(exact.pre_activation, exact.pre_tol,
+                                                     strict=True)]
+        bounds, _ = self._domain_bounds([domain])
+        out = []
+        for (lo, up), tol, (lo64, up64) in zip(bounds, self.pre_tol, self._root64, strict=True):
+            lo, up = tolerance.widen(lo[0].double(), up[0].double(), tol.double())
+            out.append((torch.maximum(lo, lo64), torch.minimum(up, up64)))
+        return out
+
     def _leaf(self, domain: Domain) -> None:
         """A domain with every neuron stable: an LP decides it exactly."""
-        bounds, _ = self._domain_bounds([domain])
+        bounds = self._leaf_bounds(domain)
         x = self.x[0].detach().double().cpu().numpy().reshape(-1)
         milp.check_form_at(self.v.form, self.v.model, x, f"verifier {self.v.name}")
         encoded = milp.encode_ball(
             self.v.form, np.clip(x - self.eps, 0, 1), np.clip(x + self.eps, 0, 1),
-            [(lo[0], up[0]) for lo, up in bounds], self.pre_tol,
+            bounds, [torch.zeros_like(lo) for lo, _ in bounds],
             phases={(node, neuron): sign for node, neuron, sign in domain.splits})
         other = [j for j in range(self.v.model.num_classes) if j != self.label][domain.spec]
         tol = milp.MILP_DEFAULTS["tolerance"] + self.tol[domain.spec]
@@ -472,35 +487,11 @@ def auto_domain_batch(device: torch.device) -> int:
     return AUTO_DOMAIN_BATCH["cpu_thread"] * torch.get_num_threads()
 
 
-def _pre_activation_bias(relu, shape: tuple[int, ...]) -> torch.Tensor:
-    """The bias of the Linear / Conv feeding a ReLU node, flattened to its neurons (zeros for
-    any other node: BaBSR's bias term then drops out)."""
-    node = relu.inputs[0]
-    kind = type(node).__name__
-    bias = None
-    if kind in ("BoundLinear", "BoundConv") and len(node.inputs) > 2:
-        bias = getattr(node.inputs[2], "param", None)
-    if bias is None:
-        return torch.zeros(int(np.prod(shape)))
-    bias = bias.detach().reshape(-1)
-    if kind == "BoundConv":  # per channel: the same bias at every position
-        bias = bias.view(-1, *[1] * (len(shape) - 1)).expand(shape)
-    return bias.reshape(-1).clone()
-
-
 def _full_alpha_bytes(sizes: list[int]) -> int:
     """About the memory of alpha-CROWN with every layer optimised: lower and upper slopes of
     each ReLU node for every later node's neurons (the start nodes of its bounds)."""
     return 8 * sum(sizes[i] * sizes[j] for i in range(len(sizes))
                    for j in range(i + 1, len(sizes)))
-
-
-def _input_node(bm) -> str:
-    """Name of the bounded graph's image input (its other roots are weights and buffers)."""
-    names = [n for n in bm.root_name if type(bm[n]).__name__ == "BoundInput"]
-    if len(names) != 1:
-        raise VfbenchError(f"the bounded graph has {len(names)} image inputs, expected 1")
-    return names[0]
 
 
 class BabVerifier(Verifier):
@@ -518,7 +509,7 @@ class BabVerifier(Verifier):
         self.bab_bm = lirpa.bounded_model(
             self.model, torch.zeros((1, *self.model.input_shape), device=self.device),
             conv_mode="matrix", device=self.device)
-        self.input_node = _input_node(self.bab_bm)
+        self.input_node = lirpa.input_node(self.bab_bm)
         self._memory = int(self.options["max_memory_mb"]) * 2**20
         # torch.optim's first optimiser imports torch._dynamo (seconds): pay it at start-up, not
         # in the first image's time.
@@ -551,9 +542,8 @@ class BabVerifier(Verifier):
         are costly to optimise). Returns (margin lower bounds, pre-activation bounds, per node
         (specs, n_k) slopes of the final bound)."""
         bm = self.bab_bm
-        for relu in bm.relus:
-            relu.sparse_beta = None
-        names = [relu.inputs[0].name for relu in bm.relus]
+        lirpa.clear_split_betas(bm)
+        names = [lirpa.relu_input_name(relu) for relu in lirpa.relu_nodes(bm)]
         reference = {n: [lo, up] for n, (lo, up) in zip(names, crown.pre_activation, strict=True)}
         fixed = {n: b for n, b in reference.items()
                  if b[0][0].numel() > self.options["refine_max_neurons"]}
@@ -573,8 +563,8 @@ class BabVerifier(Verifier):
         pre = lirpa.pre_activation_bounds(bm, f"verifier {self.name}: alpha-CROWN at the root")
         pre = [(torch.maximum(lo, c_lo), torch.minimum(up, c_up))
                for (lo, up), (c_lo, c_up) in zip(pre, crown.pre_activation, strict=True)]
-        slopes = [relu.alpha[bm.final_name][0, :, 0].detach().reshape(C.shape[1], -1).clone()
-                  for relu in bm.relus]
+        slopes = [lirpa.final_slopes(bm, relu)[:, 0].reshape(C.shape[1], -1).clone()
+                  for relu in lirpa.relu_nodes(bm)]
         return lower.detach()[0], pre, slopes
 
     def decide(self, x: torch.Tensor, label: int, eps: float, deadline: float) -> Decision:
@@ -586,7 +576,7 @@ class BabVerifier(Verifier):
                             **common)
         pre, slopes = crown.pre_activation, []
         self._stop_tol = float(tol.max())
-        if self.bab_bm.relus:  # else CROWN is exact already
+        if lirpa.relu_nodes(self.bab_bm):  # else CROWN is exact already
             alpha_lower, pre, slopes = self._alpha_root(x, label, eps, crown)
             lower = torch.maximum(lower, alpha_lower)
         sizes = [lo[0].numel() for lo, _ in pre]
@@ -633,11 +623,9 @@ class BabVerifier(Verifier):
         lower = torch.maximum(lower, full.lower[0])
         pre = [(torch.maximum(lo, f_lo), torch.minimum(up, f_up))
                for (lo, up), (f_lo, f_up) in zip(pre, full.pre_activation, strict=True)]
-        final = self.bm.final_name
         new_slopes = []
-        for relu, old in zip(self.bm.relus, slopes, strict=True):
-            slope = (getattr(relu, "alpha", None) or {}).get(final)
-            fits = slope is not None and slope[0, :, 0].numel() == old.numel()
-            new_slopes.append(slope[0, :, 0].detach().reshape(old.shape).clone() if fits
-                              else old)
+        for relu, old in zip(lirpa.relu_nodes(self.bm), slopes, strict=True):
+            slope = lirpa.final_slopes(self.bm, relu)
+            fits = slope is not None and slope[:, 0].numel() == old.numel()
+            new_slopes.append(slope[:, 0].reshape(old.shape).clone() if fits else old)
         return lower, pre, new_slopes

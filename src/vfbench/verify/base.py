@@ -127,6 +127,7 @@ class Verifier:
         example = torch.zeros((1, *model.input_shape), device=self.device)
         self.bm = lirpa.bounded_model(self.model, example, conv_mode=self.options["conv_mode"],
                                       device=self.device)
+        self._bm64: lirpa.BoundedModule | None = None  # float64 copy, built when first asked
 
     # --- tools for decide ------------------------------------------------------------------
 
@@ -137,10 +138,22 @@ class Verifier:
         return self.model.magnitudes(torch.maximum(lower.abs(), upper.abs()))
 
     def bounds(self, x: torch.Tensor, labels: Sequence[int], eps: float, method: str,
-               options: dict | None = None) -> lirpa.MarginBounds:
-        """Margin bounds with their tolerances (``MarginBounds.proven`` decides)."""
-        return lirpa.compute_margin_bounds(self.bm, x, eps, labels, method, options,
-                                           self.magnitudes(x, eps))
+               options: dict | None = None, dtype: torch.dtype = torch.float32
+               ) -> lirpa.MarginBounds:
+        """Margin bounds with their tolerances (``MarginBounds.proven`` decides). ``dtype``
+        float64: computed on a float64 copy of the model, whose intermediate bounds need a
+        far smaller tolerance (``vfbench.verify.tolerance``)."""
+        bm = self.bm
+        if dtype == torch.float64:
+            if self._bm64 is None:
+                example = torch.zeros((1, *self.model.input_shape), device=self.device)
+                self._bm64 = lirpa.bounded_model(self.model, example, self.options["conv_mode"],
+                                                 self.device, dtype)
+            bm = self._bm64
+        elif dtype != torch.float32:
+            raise VfbenchError(f"bounds in {dtype}: expected float32 or float64")
+        return lirpa.compute_margin_bounds(bm, x.to(dtype), eps, labels, method, options,
+                                           self.magnitudes(x.float(), eps))
 
     def checked_logits(self, points: torch.Tensor | np.ndarray, where: str) -> np.ndarray:
         """onnxruntime's logits at ``points`` (B, *input_shape); a VfbenchError if the torch

@@ -20,6 +20,7 @@ when over 90% of a layer is unstable (``alpha_indices`` left set under ``verbosi
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import io
@@ -307,7 +308,8 @@ LIRPA_VERSION = getattr(auto_LiRPA, "__version__", "unknown")
 
 __all__ = ["APPLIED_SHIMS", "LIRPA_VERSION", "BoundedModule", "BoundedTensor",
            "PerturbationLpNorm", "BoundRelu", "BOUND_METHODS", "CONV_MODES", "ALPHA_DEFAULTS",
-           "MarginBounds", "other_classes", "margin_spec", "bounded_model", "input_box", "ball",
+           "MarginBounds", "other_classes", "margin_spec", "bounded_model", "default_dtype",
+           "input_box", "ball",
            "pre_activation_bounds", "check_alpha_options", "compute_margin_bounds"]
 
 
@@ -331,23 +333,40 @@ def margin_spec(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """torch's default dtype set to ``dtype`` inside the block: 0.3 creates some tensors (the
+    spec, alpha-CROWN's results) in the default dtype, so a float64 bound runs inside it."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def bounded_model(model: torch.nn.Module, example_x: torch.Tensor, conv_mode: str = "patches",
-                  device: torch.device | str | None = None) -> BoundedModule:
+                  device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> BoundedModule:
     """Wrap ``model`` (eval mode, pixel-space input) for bounding.
 
     ``conv_mode``: 'patches' (fast on big convs) or 'matrix' (dense; branch and bound on conv
-    layers needs it, since 0.3 ignores beta on conv layers in patches mode).
+    layers needs it, since 0.3 ignores beta on conv layers in patches mode). ``dtype``
+    float64 bounds a float64 copy of the model (float32 weights are exact in float64); its
+    bounds are computed from an input of that dtype (``compute_margin_bounds``).
     """
     if conv_mode not in CONV_MODES:
         raise VfbenchError(f"conv_mode {conv_mode!r}: expected one of {CONV_MODES}")
     if getattr(model, "needs_matrix_mode", False):  # see onnx_import.load_onnx
         conv_mode = "matrix"
     device = torch.device(device) if device is not None else example_x.device
+    if dtype != torch.float32:
+        model = copy.deepcopy(model).to(dtype)
     model = model.eval().to(device)
-    example_x = example_x.to(device)
+    example_x = example_x.to(device, dtype)
 
     opts = {"conv_mode": conv_mode, "sparse_features_alpha": False, "verbosity": 0}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), default_dtype(dtype):
         # torch warns that TorchScript tracing (which 0.3 parses) is deprecated.
         warnings.simplefilter("ignore")
         return BoundedModule(model, example_x, bound_opts=opts, device=str(device))
@@ -398,14 +417,14 @@ def pre_activation_bounds(bm: BoundedModule, where: str = "bounds"
     """(lower, upper) of each ReLU node's input after the last ``compute_bounds``; a
     non-finite one is a VfbenchError naming ``where`` and the node."""
     out = []
-    for relu in bm.relus:
-        node = relu.inputs[0]
-        if not hasattr(node, "lower") or node.lower is None:
+    for relu in relu_nodes(bm):
+        if getattr(relu.inputs[0], "lower", None) is None:
             raise VfbenchError(f"no bounds on the input of ReLU node {relu.name}")
-        for side, value in (("lower", node.lower), ("upper", node.upper)):
-            tolerance.check_finite(value.detach(), f"{where}: {side} bound of the input of "
+        bounds = relu_input_bounds(relu)
+        for side, value in zip(("lower", "upper"), bounds, strict=True):
+            tolerance.check_finite(value, f"{where}: {side} bound of the input of "
                                    f"ReLU node {relu.name}")
-        out.append((node.lower.detach(), node.upper.detach()))
+        out.append(bounds)
     return out
 
 
@@ -427,6 +446,7 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
                           ) -> MarginBounds:
     """Sound lower bounds on the margins y_label - y_j over ``ball(x, eps)`` for a batch x.
 
+    Computed in x's dtype (float32, or float64 on a ``bounded_model`` of that dtype).
     ``method``: 'ibp', 'crown', or 'alpha_crown'. alpha-CROWN starts from CROWN, whose
     intermediate bounds go in as reference bounds (0.3 needs them); ``options`` (ALPHA_DEFAULTS)
     apply to alpha_crown only. ``magnitudes``: the model's over the ball
@@ -437,7 +457,7 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
     if magnitudes is not None:
         tol = tolerance.margin_slack(tolerance.margin_magnitudes(magnitudes[0], labels))
         tol = tol.to(x.device)
-        pre_tol = [tolerance.bound_slack(m).to(x.device) for m in magnitudes[1]]
+        pre_tol = [tolerance.bound_slack(m, x.dtype).to(x.device) for m in magnitudes[1]]
     if method not in _METHOD_NAMES:
         raise VfbenchError(f"bound method {method!r}: expected one of {BOUND_METHODS}")
     options = check_alpha_options(options)
@@ -445,7 +465,8 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
     num_classes = bm[bm.final_name].output_shape[-1]
     C = margin_spec(torch.as_tensor(labels).reshape(-1), num_classes).to(x.device)
     bounded_x = ball(x, eps)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), default_dtype(x.dtype):
+        C = C.to(x.dtype)
         warnings.simplefilter("ignore")
         lower, _ = bm.compute_bounds(x=(bounded_x,), C=C, method=_METHOD_NAMES[
             "crown" if method == "alpha_crown" else method], bound_upper=False)
@@ -464,8 +485,7 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
 
 def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
                  options: dict, tol: torch.Tensor | float) -> torch.Tensor:
-    crown = {relu.inputs[0].name: [relu.inputs[0].lower.detach(), relu.inputs[0].upper.detach()]
-             for relu in bm.relus}
+    crown = {relu_input_name(relu): list(relu_input_bounds(relu)) for relu in relu_nodes(bm)}
     bm.set_bound_opts({"optimize_bound_args": {
         "iteration": int(options["iterations"]),
         "lr_alpha": float(options["lr_alpha"]),
@@ -479,3 +499,103 @@ def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
                                      bound_upper=False, reference_bounds=crown,
                                      intermediate_layer_bounds=fixed)
     return lower
+
+
+# --- the per-node state branch and bound reads and writes -------------------------------------
+# 0.3 keeps a bounded graph's ReLU nodes, their inputs' bounds, the slopes (alpha), the split
+# constraints' multipliers (beta) and the last backward coefficients as attributes of its node
+# objects; these are the only functions outside this module that reach them, so a later
+# auto_LiRPA that moves them needs this section changed, not its callers.
+
+def relu_nodes(bm: BoundedModule) -> list:
+    """The bounded graph's ReLU nodes, in graph order."""
+    return list(bm.relus)
+
+
+def relu_input_name(relu) -> str:
+    """Name of the node feeding a ReLU node (the key of its bounds in ``compute_bounds``'s
+    intermediate_layer_bounds / reference_bounds)."""
+    return relu.inputs[0].name
+
+
+def relu_input_bounds(relu) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lower, upper) of a ReLU node's input after the last ``compute_bounds``, detached."""
+    node = relu.inputs[0]
+    return node.lower.detach(), node.upper.detach()
+
+
+def final_node(bm: BoundedModule) -> str:
+    """Name of the graph's output node (the key of final-bound slopes and of ``return_A``)."""
+    return bm.final_name
+
+
+def input_node(bm: BoundedModule) -> str:
+    """Name of the bounded graph's image input (its other roots are weights and buffers)."""
+    names = [n for n in bm.root_name if type(bm[n]).__name__ == "BoundInput"]
+    if len(names) != 1:
+        raise VfbenchError(f"the bounded graph has {len(names)} image inputs, expected 1")
+    return names[0]
+
+
+def input_coefficients(bm: BoundedModule, A: dict) -> torch.Tensor:
+    """The lower bound's coefficients on the image, from ``compute_bounds(..., return_A=True,
+    needed_A_dict={final_node(bm): [input_node(bm)]})``: (batch, specs, *input_shape)."""
+    return A[bm.final_name][input_node(bm)]["lA"]
+
+
+def pre_activation_bias(relu, shape: tuple[int, ...]) -> torch.Tensor:
+    """The bias of the Linear / Conv feeding a ReLU node, flattened to its neurons (zeros for
+    any other node)."""
+    node = relu.inputs[0]
+    kind = type(node).__name__
+    bias = None
+    if kind in ("BoundLinear", "BoundConv") and len(node.inputs) > 2:
+        bias = getattr(node.inputs[2], "param", None)
+    if bias is None:
+        return torch.zeros(int(np.prod(shape)))
+    bias = bias.detach().reshape(-1)
+    if kind == "BoundConv":  # per channel: the same bias at every position
+        bias = bias.view(-1, *[1] * (len(shape) - 1)).expand(shape)
+    return bias.reshape(-1).clone()
+
+
+def last_lower_coefficients(relu) -> torch.Tensor | None:
+    """The lower bound's coefficients on a ReLU node's output from the last backward pass
+    through it (None if none went through)."""
+    return getattr(relu, "lA", None)
+
+
+def set_split_betas(relu, loc: torch.Tensor, sign: torch.Tensor, beta: torch.Tensor) -> None:
+    """A ReLU node's split constraints for a batch of domains (beta-CROWN, sparse form): per
+    domain the split neurons (flat index), their signs (+1: input >= 0, -1: <= 0, 0: padding)
+    and multipliers, each (batch, splits). ``beta`` is optimised in place."""
+    relu.sparse_beta = beta.requires_grad_()
+    relu.sparse_beta_loc = loc
+    relu.sparse_beta_sign = sign
+
+
+def split_betas(relu) -> torch.Tensor:
+    """A ReLU node's multipliers as the last optimisation left them, (batch, splits)."""
+    return relu.sparse_beta.detach()
+
+
+def clear_split_betas(bm: BoundedModule) -> None:
+    """No split constraints on any ReLU node (bounds of the whole ball)."""
+    for relu in bm.relus:
+        relu.sparse_beta = None
+
+
+def set_final_slopes(bm: BoundedModule, relu, alpha: torch.Tensor) -> None:
+    """A ReLU node's lower-relaxation slopes for the final bound, (batch, *node shape) for one
+    spec per domain; optimised in place. Slopes for intermediate bounds are dropped."""
+    relu.alpha = {bm.final_name: alpha[None, None].repeat(2, 1, 1, *[1] * (alpha.dim() - 1))
+                  .requires_grad_()}
+    relu.alpha_lookup_idx = {bm.final_name: None}
+    relu.alpha_indices = None
+
+
+def final_slopes(bm: BoundedModule, relu) -> torch.Tensor | None:
+    """A ReLU node's lower-relaxation slopes for the final bound as the last optimisation left
+    them, (specs, batch, *node shape), detached; None if it has none."""
+    slope = (getattr(relu, "alpha", None) or {}).get(bm.final_name)
+    return None if slope is None else slope[0].detach()

@@ -8,17 +8,18 @@ in float64 and checks them on random points, so an op that is not affine is refu
 mis-encoded.
 
 Per image, ReLUs whose pre-activation bounds (CROWN or alpha-CROWN: tight big-M constants are what
-makes the MILP fast; widened by ``vfbench.verify.tolerance``'s rule, since they are float32) are
-stable need no binary variable: inactive ones vanish, active ones are the
-identity. One MILP per other class whose margin the bound left undecided, least robust first:
-minimise y_label - y_j over the ball subject to y_label - y_j <= tolerance, so that a proven
-infeasibility settles the class without closing the optimality gap. The tolerance is the
-``tolerance`` option plus the margin's float tolerance (``vfbench.verify.tolerance``), and the bound
-shortcut (a class the bound already proves) uses the same. A solve decides only when
-PuLP reports infeasible or a proven optimum (``sol_status == 1``: with a time limit PuLP can say
-"Optimal" for a solve that stopped early). The encoding must give the model's logits at the image
-(an infeasibility proof rests on it alone), and a minimiser is re-run through the model: the
-optimum must be the model's own margin there. Anything else is an error, never a verdict.
+makes the MILP fast; computed again in float64 on a float64 copy of the model, once a MILP is
+needed, and widened by ``vfbench.verify.tolerance``'s rule for float64) are stable need no binary
+variable: inactive ones vanish, active ones are the identity. One MILP per other class whose margin
+the bound left undecided, least robust first: minimise y_label - y_j over the ball subject to
+y_label - y_j <= tolerance, so that a proven infeasibility settles the class without closing the
+optimality gap. The tolerance is the ``tolerance`` option plus the margin's float tolerance
+(``vfbench.verify.tolerance``), and the bound shortcut (a class the bound already proves) uses the
+same. A solve decides only when PuLP reports infeasible or a proven optimum (``sol_status == 1``:
+with a time limit PuLP can say "Optimal" for a solve that stopped early). The encoding must give
+the model's logits at the image (an infeasibility proof rests on it alone), and a minimiser is
+re-run through the model: the optimum must be the model's own margin there. Anything else is an
+error, never a verdict.
 """
 
 from __future__ import annotations
@@ -336,8 +337,8 @@ class MilpVerifier(Verifier):
         # Without ReLUs CROWN is exact and alpha-CROWN has nothing to optimise.
         method = self.options["bounds"] if self.model.relu_nodes else "crown"
         bounds = self.bounds(x, [label], eps, method)
-        # The MILP's own tolerance on top of the float32 bounds' (which also covers
-        # onnxruntime's rounding): the bound shortcut and every solve decide against it.
+        # The MILP's own tolerance on top of the margin's float tolerance (which covers
+        # onnxruntime's float32 rounding): the bound shortcut and every solve decide against it.
         margin_tol = float(self.options["tolerance"]) + bounds.tol[0]
         proven = tolerance.proven(bounds.lower[0], margin_tol, f"verifier {self.name}")
         lower = bounds.lower[0].double().cpu().numpy()
@@ -348,9 +349,13 @@ class MilpVerifier(Verifier):
             return Decision("verified", margin_lb=float(lower.min()), **common)
         x_np = x.detach().cpu().double().numpy().reshape(-1)
         check_form_at(self.form, self.model, x_np, f"verifier {self.name}")
+        # The big-M constants in float64: their tolerance is then ~1e-10 of their terms, not
+        # float32's 1e-6, which on deep neurons would turn stable ones unstable
+        # (vfbench.verify.tolerance). Only here: most images the float32 bound decides.
+        exact = self.bounds(x, [label], eps, method, dtype=torch.float64)
         encoded = encode_ball(self.form, np.clip(x_np - eps, 0, 1), np.clip(x_np + eps, 0, 1),
-                              [(lo[0], up[0]) for lo, up in bounds.pre_activation],
-                              [t[0] for t in bounds.pre_tol])
+                              [(lo[0], up[0]) for lo, up in exact.pre_activation],
+                              [t[0] for t in exact.pre_tol])
         margin_lb = float(lower.min())
         for row in np.argsort(lower):
             if proven[row]:

@@ -1,6 +1,6 @@
 """The one rule by which a floating-point bound decides anything: proven only beyond a margin.
 
-Bounds come from auto_LiRPA in float32, big-M constants and domain bounds from them, and the
+Bounds come from auto_LiRPA in float32 (big-M constants in float64, below), and the
 answer they must agree with is onnxruntime's float32 forward pass. Neither is exact: a margin
 bound of +1e-5 on a 3072-input network can sit above a vertex where onnxruntime gives -1e-5. So
 a margin counts as proven only when its lower bound exceeds
@@ -13,25 +13,55 @@ absolute value). Both the rounding error of a float evaluation of the margin (on
 any summation order) and that of the bound's own terms scale with M, since CROWN's coefficients
 are the weights times relaxation slopes in [0, 1].
 
-Why this rule (measured; ``benchmarks/README.md``): on 40 constructed 3072-input networks whose
-exact float64 minimum margin is within 3e-6 of 0, |float32 CROWN bound - exact| and
-|onnxruntime at the minimising vertex - exact| reached 2.4e-8 * M and 1.9e-8 * M (M ~ 2.5e3,
-so up to 6e-5 absolutely). RTOL = 1e-6 is 40x that worst case. On the verification benchmark's
-trained models M is larger than that worst case's (the graph on |x| compounds |W| layer by layer):
-tol is 3.6e-3 to 7.1e-3 on NET1 and 1.4e-2 to 3.0e-2 on M1, every CROWN-verified margin there is
-at least 21x its tol, CROWN's verdicts did not change (bab's one timeout was the load: it verified
-with a longer timeout), and milp lost 2 of 80 verdicts
-(verified -> timeout) to the widened big-M bounds (benchmarks/README.md). The alternatives cost more
+Why this rule for margins (measured; ``benchmarks/README.md``): on 40 constructed 3072-input
+networks whose exact float64 minimum margin is within 3e-6 of 0, |float32 CROWN bound - exact| and
+|onnxruntime at the minimising vertex - exact| reached 2.4e-8 * M and 1.9e-8 * M (M ~ 2.5e3, so up
+to 6e-5 absolutely). RTOL = 1e-6 is 40x that worst case. On the verification benchmark's trained
+models M is larger than that worst case's (the graph on |x| compounds |W| layer by layer): tol is
+3.6e-3 to 7.1e-3 on NET1 and 1.4e-2 to 3.0e-2 on M1, every CROWN-verified margin there is at least
+21x its tol, and against the code before the tolerance (benchmarks/README.md, with the big-M
+constants below) crown and bab changed no verdict; milp one of 80 in one of two runs (verified in
+25 s before, timeout at 30 s, under load; both verified it in a rerun). The alternatives cost more
 for nothing measured: an exact float64 LP of every near-zero margin still has to allow for
 onnxruntime's own float32 error (the same M-scaled term), and outward rounding would mean
-re-implementing auto_LiRPA's bound propagation. The worst-case a-priori bound (n * 2^-24 * M
-for fan-in n) is 4 orders above anything measured and would discard real verdicts.
+re-implementing auto_LiRPA's bound propagation. The worst-case a-priori bound (n * 2^-24 * M for
+fan-in n) is 4 orders above anything measured and would discard real verdicts.
 
-The same relative rule (RTOL * M, no absolute part: a neuron whose terms are all 0 is exactly 0),
-per neuron with M of that neuron's input, widens intermediate bounds before they
-become big-M constants or decide that a domain is infeasible (lower > upper). A non-finite bound
-(NaN, inf) is never a decision: it is a VfbenchError naming where it came from, which the
-verifier pipeline turns into an ``error`` record.
+Intermediate bounds that become big-M constants or LP bounds (``milp``, bab's leaf LPs) must
+contain the exact pre-activations over the box, else the encoding cuts off part of the box. Widened
+by RTOL * M of their own neuron they would be safe, but M of a deep neuron compounds |W| layer by
+layer (1.8e3 on a neuron whose bounds are exact at 5e-4 in ``tests/unit/verify/test_soundness.py``;
+tol 3.6e-3 on NET1's logits), so a neuron whose bound lies that close to 0 becomes unstable: one
+more binary and a looser LP (on NET1 at eps 0.05, one binary more on 1 of 20 images;
+benchmarks/README.md). So they are computed in float64 instead (``Verifier.bounds(...,
+dtype=torch.float64)``: auto_LiRPA on a float64 copy of the model, whose float32 weights are exact
+in float64, over the exact float64 box the VNNLIB file states; by ``milp`` only for an image its
+float32 bound leaves undecided, at 1.3-1.4x the time of a float32 alpha-CROWN bound) and widened by
+RTOL_FLOAT64 * M. Why that is sound, with no measured constant: the bound is a sum of products of
+weights, relaxation slopes in [0, 1] and intercepts (at most |l| of their neuron), each term at
+most M of the neuron (the graph on |x| takes every weight in absolute value and every slope as 1),
+at most 2(L+1) M in all over L layers; a relaxation built on an earlier bound off by d is off by at
+most d times its coefficient, adding at most as much again. Float64 arithmetic errs on a sum of n
+such terms by at most n * 2^-53 times their absolute sum (any summation order), so the bound errs
+by at most about 3(L+1) n 2^-53 M, n the longest chain of sums (every layer's fan-in plus the input
+size): 1.7e-12 M on M1 (cnn_4layer, L + 1 = 5, n ~ 2.7e3), 1.2e-11 M on ConvBig on CIFAR (7,
+~1.1e4); RTOL_FLOAT64 = 1e-10 covers 3(L+1) n up to 9e5. (The same a-priori bound in float32 is
+~1e-3 M: useless, hence the measured RTOL above for what must stay float32.) The widening is then
+1e-4 of float32's: 1.8e-7 on that neuron, at most ~3e-6 on M1. A local M (sum_j |W_ij| max(|l_j|,
+|u_j|) + |b_i| from the layer's own input bounds) would be smaller but is not a bound: a CROWN
+bound's rounding scales with the products of the backward coefficients (|W_k|...|W_1| |x|), which
+the compounded M bounds and the local one, where earlier layers cancel, does not (a neuron fed by
+weight w from the 5e-4 one above: local M |w| * 5e-4, its CROWN bound's terms |w| * 1.8e3). The
+margins are still decided against tol (ATOL + RTOL * M), which covers onnxruntime's own float32
+rounding, whatever precision bounded them.
+
+What stays float32 with its RTOL * M widening: bab's domain bounds (beta-CROWN). A leaf LP
+intersects them with the image's float64 CROWN bounds (both contain the exact values), so a
+neuron float64 proves stable gets no binary; a domain is closed as infeasible only where
+lower > upper + 2 RTOL * M (an inversion within it stays open and is bounded again: it costs
+domains, never a verdict). A non-finite bound (NaN, inf) is never a decision: it is a
+VfbenchError naming where it came from, which the verifier pipeline turns into an ``error``
+record.
 """
 
 from __future__ import annotations
@@ -42,6 +72,9 @@ from vfbench.errors import VfbenchError
 
 RTOL = 1e-6
 ATOL = 1e-6
+# Intermediate bounds computed in float64 (the big-M constants): see the docstring.
+RTOL_FLOAT64 = 1e-10
+_BOUND_RTOL = {torch.float32: RTOL, torch.float64: RTOL_FLOAT64}
 
 
 def margin_slack(magnitude: torch.Tensor) -> torch.Tensor:
@@ -49,10 +82,13 @@ def margin_slack(magnitude: torch.Tensor) -> torch.Tensor:
     return ATOL + RTOL * magnitude
 
 
-def bound_slack(magnitude: torch.Tensor) -> torch.Tensor:
-    """An intermediate bound's tolerance RTOL * M: rounding is relative to the terms (a
-    neuron whose terms are all 0, grafted or pruned, is exactly 0 and stays stable)."""
-    return RTOL * magnitude
+def bound_slack(magnitude: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The tolerance of an intermediate bound computed in ``dtype``: RTOL * M (float32) or
+    RTOL_FLOAT64 * M (float64). Rounding is relative to the terms (a neuron whose terms are all
+    0, grafted or pruned, is exactly 0 and stays stable)."""
+    if dtype not in _BOUND_RTOL:
+        raise VfbenchError(f"bounds computed in {dtype}: no tolerance is known for it")
+    return _BOUND_RTOL[dtype] * magnitude
 
 
 def margin_magnitudes(logit_magnitudes: torch.Tensor, labels) -> torch.Tensor:

@@ -6,6 +6,8 @@ margin, drops a NaN, closes a one-ulp inversion, or bounds a non-zero Pad as zer
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from torch import nn
 from verify_nets import export
 
 from vfbench.errors import VfbenchError
-from vfbench.verify import lirpa
+from vfbench.verify import bab, lirpa, milp
 from vfbench.verify.onnx_import import OrtModel, load_onnx
 from vfbench.verify.shard import verify_shard
 from vfbench.verify.verifiers import VERIFIERS
@@ -241,3 +243,71 @@ def test_bounded_box_contains_the_vnnlib_box():
         assert (ptb.x_L.double() <= (center - eps).clamp(0, 1)).all()
         assert (ptb.x_U.double() >= (center + eps).clamp(0, 1)).all()
         assert (ptb.x_U - ptb.x_L).max() <= 2 * eps + 1e-6  # outward by one float32 step
+
+
+# --- the big-M constants' safety margin ---------------------------------------------------------
+
+class _Spy:
+    """Records the binaries of every MILP/LP ``milp.encode_ball`` builds."""
+
+    def __init__(self, monkeypatch):
+        self.binaries: list[int] = []
+        original = milp.encode_ball
+
+        def encode_ball(*args, **kwargs):
+            encoded = original(*args, **kwargs)
+            self.binaries.append(encoded.binaries)
+            return encoded
+
+        monkeypatch.setattr(milp, "encode_ball", encode_ball)
+
+
+def _cancelling_net(tmp_path) -> tuple:
+    """A stable neuron with a large magnitude: g0 = relu(h1 - h2 - 5e-4), h1 = relu(1000 x0),
+    h2 = relu(1000 x0 - 1e-3), is 5e-4 everywhere on the 0.4-ball around 0.5 (CROWN's bounds
+    are exact: h1, h2 are stably active), while the sum of its terms is ~1800, so float32's
+    1e-6 * M (1.8e-3) would widen it across 0. Margin y0 - y1 = 1 + g0 - tent(x1), the tent
+    (g1 - 2 g2 + g3, peak 0.9 at x1 = 0.7) over 3 unstable neurons: >= 0.1 everywhere, which
+    no root bound proves (the MILP must decide it, with 3 binaries)."""
+    first, second, out = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+    with torch.no_grad():
+        for layer in (first, second, out):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        first.bias[0] = 1.0
+        first.weight[1, 0] = first.weight[2, 0] = 1000.0
+        first.bias[2] = -1e-3
+        first.weight[3, 1] = 1.0
+        second.weight[0, 1], second.weight[0, 2], second.bias[0] = 1.0, -1.0, -5e-4
+        second.weight[1:, 3] = 1.0
+        second.bias[1:] = torch.tensor([-0.6, -0.7, -0.8])
+        out.weight[0, 0], out.bias[0] = 1.0, 1.0
+        out.weight[1, 1:] = torch.tensor([1.0, -2.0, 1.0]) * 9
+    net = nn.Sequential(first, nn.ReLU(), second, nn.ReLU(), out).eval()
+    x = torch.full((4,), 0.5)
+    return load_onnx(export(net, tmp_path / "cancelling.onnx", x[None])), x, 0, 0.4
+
+
+def test_big_m_tolerance_turns_no_stable_neuron_unstable(tmp_path, monkeypatch):
+    module, x, label, eps = _cancelling_net(tmp_path)
+    spy = _Spy(monkeypatch)
+    record = _verify("milp", module, x, label, eps)
+    assert record["status"] == "verified"
+    assert spy.binaries == [3]  # the tent's neurons; g0 stays stable
+
+
+def test_leaf_lp_tolerance_turns_no_stable_neuron_unstable(tmp_path, monkeypatch):
+    """A fully split domain (the tent's 3 neurons fixed) is an LP: g0, stable by the domain's
+    float32 bound 5e-4 but within its float32 tolerance of 0, needs no binary."""
+    module, x, label, eps = _cancelling_net(tmp_path)
+    verifier = VERIFIERS["bab"](module, NO_PGD, "cpu")
+    bounds = verifier.bounds(x[None], [label], eps, "crown")
+    search = bab._Search(verifier, x[None], label, eps, time.perf_counter() + 30,
+                         bounds.pre_activation, bounds.tol[0], bounds.pre_tol)
+    assert float(search.lower0[1][0]) > 0 and search.pre_tol[1][0] > search.lower0[1][0]
+    splits = ((1, 1, 1), (1, 2, -1), (1, 3, -1))  # x1 in [0.6, 0.7]: the tent's rising side
+    spy = _Spy(monkeypatch)
+    search._leaf(bab.Domain(lower=-1.0, order=0, spec=0, splits=splits, betas=(0.0,) * 3,
+                            alphas=[], refined={}))
+    assert spy.binaries == [0]
+    assert not search.undecided_leaf and search.counterexample is None and search.proven > 0
