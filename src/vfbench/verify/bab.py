@@ -516,6 +516,7 @@ class BabVerifier(Verifier):
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         self._form: milp.PiecewiseLinearForm | None = None
         self._stop_tol = 0.0  # the image's largest margin tolerance (set per image)
+        self._deadline: float | None = None  # the image's deadline (set per image)
 
     @property
     def form(self) -> milp.PiecewiseLinearForm:
@@ -533,8 +534,9 @@ class BabVerifier(Verifier):
             "iteration": iterations, "lr_alpha": self.options["lr_alpha"],
             "lr_beta": self.options["lr_beta"], "fix_intermediate_layer_bounds": True,
             # Optimisation stops once the bounds prove the margins (any row's tolerance).
-            "stop_criterion_func": (lambda lower: (lower > self._stop_tol).all(
-                dim=1, keepdim=True)) if root else (lambda lower: lower > self._stop_tol)}})
+            "stop_criterion_func": lirpa.stop_criterion(
+                (lambda lower: (lower > self._stop_tol).all(dim=1, keepdim=True)) if root
+                else (lambda lower: lower > self._stop_tol), self._deadline)}})
 
     def _alpha_root(self, x, label, eps, crown: lirpa.MarginBounds):
         """alpha-CROWN at the root on the matrix-mode module: the final bound's slopes, and
@@ -576,6 +578,7 @@ class BabVerifier(Verifier):
                             **common)
         pre, slopes = crown.pre_activation, []
         self._stop_tol = float(tol.max())
+        self._deadline = deadline
         if lirpa.relu_nodes(self.bab_bm):  # else CROWN is exact already
             alpha_lower, pre, slopes = self._alpha_root(x, label, eps, crown)
             lower = torch.maximum(lower, alpha_lower)
@@ -619,7 +622,7 @@ class BabVerifier(Verifier):
             full = self.bounds(x, [label], eps, "alpha_crown", {
                 "iterations": self.options["root_iterations"],
                 "lr_alpha": self.options["lr_alpha"], "early_stop": True,
-                "optimize_intermediate": True})
+                "optimize_intermediate": True}, deadline=self._deadline)
         lower = torch.maximum(lower, full.lower[0])
         pre = [(torch.maximum(lo, f_lo), torch.minimum(up, f_up))
                for (lo, up), (f_lo, f_up) in zip(pre, full.pre_activation, strict=True)]

@@ -138,11 +138,12 @@ class Verifier:
         return self.model.magnitudes(torch.maximum(lower.abs(), upper.abs()))
 
     def bounds(self, x: torch.Tensor, labels: Sequence[int], eps: float, method: str,
-               options: dict | None = None, dtype: torch.dtype = torch.float32
-               ) -> lirpa.MarginBounds:
+               options: dict | None = None, dtype: torch.dtype = torch.float32,
+               deadline: float | None = None) -> lirpa.MarginBounds:
         """Margin bounds with their tolerances (``MarginBounds.proven`` decides). ``dtype``
         float64: computed on a float64 copy of the model, whose intermediate bounds need a
-        far smaller tolerance (``vfbench.verify.tolerance``)."""
+        far smaller tolerance (``vfbench.verify.tolerance``). ``deadline``: alpha-CROWN stops
+        optimising there (``lirpa.stop_criterion``)."""
         bm = self.bm
         if dtype == torch.float64:
             if self._bm64 is None:
@@ -153,7 +154,7 @@ class Verifier:
         elif dtype != torch.float32:
             raise VfbenchError(f"bounds in {dtype}: expected float32 or float64")
         return lirpa.compute_margin_bounds(bm, x.to(dtype), eps, labels, method, options,
-                                           self.magnitudes(x.float(), eps))
+                                           self.magnitudes(x.float(), eps), deadline)
 
     def checked_logits(self, points: torch.Tensor | np.ndarray, where: str) -> np.ndarray:
         """onnxruntime's logits at ``points`` (B, *input_shape); a VfbenchError if the torch

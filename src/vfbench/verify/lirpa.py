@@ -25,6 +25,7 @@ import importlib
 import inspect
 import io
 import sys
+import time
 import types
 import warnings
 from collections.abc import Callable, Sequence
@@ -310,7 +311,8 @@ __all__ = ["APPLIED_SHIMS", "LIRPA_VERSION", "BoundedModule", "BoundedTensor",
            "PerturbationLpNorm", "BoundRelu", "BOUND_METHODS", "CONV_MODES", "ALPHA_DEFAULTS",
            "MarginBounds", "other_classes", "margin_spec", "bounded_model", "default_dtype",
            "input_box", "ball",
-           "pre_activation_bounds", "check_alpha_options", "compute_margin_bounds"]
+           "pre_activation_bounds", "check_alpha_options", "compute_margin_bounds",
+           "stop_criterion"]
 
 
 # --- the bound computations -----------------------------------------------------------------
@@ -442,8 +444,8 @@ def check_alpha_options(options: dict | None, where: str = "alpha_crown") -> dic
 def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
                           labels: torch.Tensor | Sequence[int], method: str = "crown",
                           options: dict | None = None,
-                          magnitudes: tuple[torch.Tensor, list[torch.Tensor]] | None = None
-                          ) -> MarginBounds:
+                          magnitudes: tuple[torch.Tensor, list[torch.Tensor]] | None = None,
+                          deadline: float | None = None) -> MarginBounds:
     """Sound lower bounds on the margins y_label - y_j over ``ball(x, eps)`` for a batch x.
 
     Computed in x's dtype (float32, or float64 on a ``bounded_model`` of that dtype).
@@ -451,7 +453,9 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
     intermediate bounds go in as reference bounds (0.3 needs them); ``options`` (ALPHA_DEFAULTS)
     apply to alpha_crown only. ``magnitudes``: the model's over the ball
     (``OnnxModel.magnitudes``), which set the bounds' tolerances; alpha-CROWN's early stop
-    waits for every margin above its tolerance. A non-finite bound is a VfbenchError.
+    waits for every margin above its tolerance, and stops at ``deadline`` (``time.perf_counter``
+    seconds; the bounds of the iterations done are as sound as the last one's). A non-finite
+    bound is a VfbenchError.
     """
     tol, pre_tol = 0.0, None
     if magnitudes is not None:
@@ -475,7 +479,7 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
         if method == "alpha_crown" and not (options["early_stop"]
                                             and bool((lower > tol).all())):
             # Both bounds are sound; keep the better one per margin.
-            alpha = _alpha_crown(bm, bounded_x, C, options, tol)
+            alpha = _alpha_crown(bm, bounded_x, C, options, tol, deadline)
             tolerance.check_finite(alpha.detach(), "alpha_crown margin lower bound")
             lower = torch.maximum(lower, alpha)
     return MarginBounds(lower=lower.detach(),
@@ -483,14 +487,28 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
                         tol=tol if magnitudes is not None else None, pre_tol=pre_tol)
 
 
+def stop_criterion(proven, deadline: float | None):
+    """auto_LiRPA's per-iteration ``stop_criterion_func``: ``proven(lower)`` (a bool tensor, or
+    None for no early stop), and every row stops once ``time.perf_counter()`` passes
+    ``deadline``. 0.3 calls it after each iteration and keeps the best bounds so far, all
+    sound, so stopping at the deadline costs tightness, never soundness."""
+    def criterion(lower: torch.Tensor):
+        if deadline is not None and time.perf_counter() >= deadline:
+            return torch.ones((lower.shape[0], 1), dtype=torch.bool, device=lower.device)
+        return False if proven is None else proven(lower)
+    return criterion
+
+
 def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
-                 options: dict, tol: torch.Tensor | float) -> torch.Tensor:
+                 options: dict, tol: torch.Tensor | float,
+                 deadline: float | None = None) -> torch.Tensor:
     crown = {relu_input_name(relu): list(relu_input_bounds(relu)) for relu in relu_nodes(bm)}
+    proven = ((lambda lower: (lower > tol).all(dim=1, keepdim=True))
+              if options["early_stop"] else None)
     bm.set_bound_opts({"optimize_bound_args": {
         "iteration": int(options["iterations"]),
         "lr_alpha": float(options["lr_alpha"]),
-        "stop_criterion_func": ((lambda lower: (lower > tol).all(dim=1, keepdim=True))
-                                if options["early_stop"] else (lambda lower: False)),
+        "stop_criterion_func": stop_criterion(proven, deadline),
     }})
     fixed = None if options["optimize_intermediate"] else crown
     # auto_LiRPA 0.3 prints "all verified at Nth iter" on stdout; stdout belongs to the caller.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -210,6 +212,31 @@ def test_alpha_crown_is_at_least_crown(trained_mlp, synthetic):
     # after alpha-CROWN the same wrapper still bounds other batch sizes
     again = lirpa.compute_margin_bounds(bm, x[:3], 0.1, [0, 1, 2], "crown")
     assert torch.allclose(again.lower, crown.lower[:3], atol=1e-6)
+
+
+@pytest.mark.parametrize("deadline_passed", [False, True])
+def test_alpha_crown_stops_optimising_at_the_deadline(trained_mlp, synthetic, monkeypatch,
+                                                      deadline_passed):
+    """The verification timeout reaches alpha-CROWN's iterations (ResNet-4B's ran 263 s per
+    image at a 20 s timeout before): past the deadline the first iteration ends it, and the
+    bound is still at least CROWN's."""
+    calls = []
+    real = lirpa.stop_criterion
+
+    def counting(proven, deadline):
+        criterion = real(proven, deadline)
+        return lambda lower: calls.append(1) or criterion(lower)
+
+    monkeypatch.setattr(lirpa, "stop_criterion", counting)
+    x = synthetic[0][:2]
+    bm = lirpa.bounded_model(trained_mlp, x[:1])
+    crown = lirpa.compute_margin_bounds(bm, x, 0.1, [0, 1], "crown")
+    deadline = time.perf_counter() - 1 if deadline_passed else time.perf_counter() + 600
+    alpha = lirpa.compute_margin_bounds(bm, x, 0.1, [0, 1], "alpha_crown",
+                                        {"iterations": 20, "early_stop": False},
+                                        deadline=deadline)
+    assert len(calls) == (1 if deadline_passed else 20)
+    assert (alpha.lower >= crown.lower - 1e-6).all()
 
 
 def test_bad_method_and_options_are_errors(trained_mlp, synthetic):
