@@ -10,8 +10,11 @@ the one whose children it bounds highest. All children are bounded in one batch 
 z) with beta >= 0 optimised jointly with the alpha slopes (0.3's sparse betas on each ReLU node,
 set through ``lirpa.set_split_betas``: ``lirpa`` is the one module that touches 0.3's node
 state). Small nodes' bounds are recomputed per domain first, by
-CROWN with the splits' betas. A domain whose lower bound is above its margin's tolerance
-(``vfbench.verify.tolerance``: float32 bounds decide nothing closer to 0), or whose bounds are
+CROWN with the splits' betas. A root margin is proven by ``Verifier.margins_proven``: above its
+tolerance, or, in (0, tol], by the float certificate (``vfbench.verify.float_certificate``: CROWN
+after the root CROWN, alpha-CROWN after the root alpha-CROWN); those rows are not searched. A
+domain whose float32 lower bound is above its margin's tolerance (``vfbench.verify.tolerance``;
+domains keep that rule, no certificate per domain), or whose bounds are
 inverted beyond the neurons' tolerances (infeasible), is closed; a non-finite bound is an error,
 never a closed domain. The point that minimises each child's linear lower bound is run through the
 model (an attack guided by the bound). A domain with no unstable neuron left is decided exactly by
@@ -573,7 +576,9 @@ class BabVerifier(Verifier):
         crown = self.bounds(x, [label], eps, "crown")
         common = {"bound_method": "crown", "pre_activation": crown.pre_activation}
         lower, tol, where = crown.lower[0], crown.tol[0], f"verifier {self.name}: root"
-        if bool(tolerance.proven(lower, tol, where).all()):
+        proven = self.margins_proven(x, [label], eps, crown.lower, crown.tol, crown, "crown",
+                                     where, deadline=deadline)[0]
+        if bool(proven.all()):
             return Decision("verified", margin_lb=float(lower.min()), domains=0, depth=0,
                             **common)
         pre, slopes = crown.pre_activation, []
@@ -587,8 +592,17 @@ class BabVerifier(Verifier):
         budget = (self.options["escalate_after"]
                   if some_fixed and _full_alpha_bytes(sizes) <= self._memory else None)
         searches = []
+        alpha_options = {"iterations": self.options["root_iterations"],
+                         "lr_alpha": self.options["lr_alpha"], "early_stop": True,
+                         "optimize_intermediate": False}
+        tried = torch.zeros_like(proven)  # rows whose alpha-CROWN certificate failed
         while True:
-            proven = tolerance.proven(lower, tol, where)
+            proven = self.margins_proven(x, [label], eps, lower[None], tol[None], crown,
+                                         "alpha_crown", where, alpha_options,
+                                         deadline=deadline, already=proven[None],
+                                         tried=tried[None])[0]
+            # (the certificate rests on ``crown``'s bounds only: no use trying a row again)
+            tried |= lower > 0
             if bool(proven.all()):
                 status = "verified"
                 break
@@ -609,7 +623,7 @@ class BabVerifier(Verifier):
         last = searches[-1] if searches else None
         if status == "verified":
             margin_lb = min([last.proven if last else float("inf")]
-                            + [float(v) for v, t in zip(lower, tol, strict=True) if v > t])
+                            + [float(v) for v, p in zip(lower, proven, strict=True) if p])
         else:
             margin_lb = min(v for v in (last.lower_bound(), float(lower.min())) if v is not None)
         return Decision(status, margin_lb=margin_lb, domains=domains, depth=depth,

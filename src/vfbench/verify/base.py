@@ -36,7 +36,13 @@ import torch
 
 from vfbench.attacks import pgd_attack
 from vfbench.errors import VfbenchError
-from vfbench.verify import lirpa
+from vfbench.verify import lirpa, tolerance
+from vfbench.verify.float_certificate import (
+    CERTIFIED_METHODS,
+    FloatCertifier,
+    assumed_upper_bounds,
+    supported,
+)
 from vfbench.verify.onnx_import import DEFAULT_TOLERANCE, OnnxModel, OrtModel
 from vfbench.verify.options import COMMON_OPTIONS, Option, resolve_options
 from vfbench.verify.records import VerificationRecord
@@ -128,6 +134,7 @@ class Verifier:
         self.bm = lirpa.bounded_model(self.model, example, conv_mode=self.options["conv_mode"],
                                       device=self.device)
         self._bm64: lirpa.BoundedModule | None = None  # float64 copy, built when first asked
+        self._certifier: FloatCertifier | None = None  # built when first asked
 
     # --- tools for decide ------------------------------------------------------------------
 
@@ -155,6 +162,36 @@ class Verifier:
             raise VfbenchError(f"bounds in {dtype}: expected float32 or float64")
         return lirpa.compute_margin_bounds(bm, x.to(dtype), eps, labels, method, options,
                                            self.magnitudes(x.float(), eps), deadline)
+
+    def margins_proven(self, x: torch.Tensor, labels: Sequence[int], eps: float,
+                       lower: torch.Tensor, tol: torch.Tensor, bounds: lirpa.MarginBounds,
+                       method: str, where: str, options: dict | None = None,
+                       extra_tol: float = 0.0, deadline: float | None = None,
+                       already: torch.Tensor | None = None,
+                       tried: torch.Tensor | None = None) -> torch.Tensor:
+        """Which margins (B, K-1) the root bounds ``lower`` prove: lower > tol
+        (``tolerance.proven``), or, for an image with rows in (0, tol] that ``already`` (same
+        shape) does not hold proven and ``tried`` (same shape) does not mark as certified before
+        with the same result, its float certificate (``vfbench.verify.float_certificate``,
+        by ``method`` 'crown' or 'alpha_crown' with ``options``, assuming ``bounds``'
+        pre-activation bounds; ``extra_tol`` added to its threshold). The one place every
+        verifier decides its margins from a root bound."""
+        proven = tolerance.proven(lower, tol, where)
+        if already is not None:
+            proven |= already
+        open_rows = (lower > 0) & ~proven
+        if tried is not None:
+            open_rows &= ~tried
+        if method not in CERTIFIED_METHODS or not supported(self.model):
+            return proven
+        for b in open_rows.any(dim=1).nonzero().flatten().tolist():
+            if self._certifier is None:
+                self._certifier = FloatCertifier(self.model, self.device)
+            certificate = self._certifier.certify(
+                x[b:b + 1], int(labels[b]), eps, assumed_upper_bounds(bounds, b), method,
+                options, extra_tol, deadline)
+            proven[b] |= certificate.proven.to(proven.device) & open_rows[b]
+        return proven
 
     def checked_logits(self, points: torch.Tensor | np.ndarray, where: str) -> np.ndarray:
         """onnxruntime's logits at ``points`` (B, *input_shape); a VfbenchError if the torch

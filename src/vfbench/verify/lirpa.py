@@ -312,6 +312,7 @@ __all__ = ["APPLIED_SHIMS", "LIRPA_VERSION", "BoundedModule", "BoundedTensor",
            "MarginBounds", "other_classes", "margin_spec", "bounded_model", "default_dtype",
            "input_box", "ball",
            "pre_activation_bounds", "check_alpha_options", "compute_margin_bounds",
+           "alpha_crown_bounds",
            "stop_criterion"]
 
 
@@ -347,7 +348,8 @@ def default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def bounded_model(model: torch.nn.Module, example_x: torch.Tensor, conv_mode: str = "patches",
+def bounded_model(model: torch.nn.Module, example_x: torch.Tensor | tuple[torch.Tensor, ...],
+                  conv_mode: str = "patches",
                   device: torch.device | str | None = None,
                   dtype: torch.dtype = torch.float32) -> BoundedModule:
     """Wrap ``model`` (eval mode, pixel-space input) for bounding.
@@ -355,23 +357,26 @@ def bounded_model(model: torch.nn.Module, example_x: torch.Tensor, conv_mode: st
     ``conv_mode``: 'patches' (fast on big convs) or 'matrix' (dense; branch and bound on conv
     layers needs it, since 0.3 ignores beta on conv layers in patches mode). ``dtype``
     float64 bounds a float64 copy of the model (float32 weights are exact in float64); its
-    bounds are computed from an input of that dtype (``compute_margin_bounds``).
+    bounds are computed from an input of that dtype (``compute_margin_bounds``). A tuple
+    ``example_x``: a model of several inputs, each perturbed (``float_certificate``).
     """
     if conv_mode not in CONV_MODES:
         raise VfbenchError(f"conv_mode {conv_mode!r}: expected one of {CONV_MODES}")
     if getattr(model, "needs_matrix_mode", False):  # see onnx_import.load_onnx
         conv_mode = "matrix"
-    device = torch.device(device) if device is not None else example_x.device
+    examples = example_x if isinstance(example_x, tuple) else (example_x,)
+    device = torch.device(device) if device is not None else examples[0].device
     if dtype != torch.float32:
         model = copy.deepcopy(model).to(dtype)
     model = model.eval().to(device)
-    example_x = example_x.to(device, dtype)
+    examples = tuple(e.to(device, dtype) for e in examples)
 
     opts = {"conv_mode": conv_mode, "sparse_features_alpha": False, "verbosity": 0}
     with warnings.catch_warnings(), default_dtype(dtype):
         # torch warns that TorchScript tracing (which 0.3 parses) is deprecated.
         warnings.simplefilter("ignore")
-        return BoundedModule(model, example_x, bound_opts=opts, device=str(device))
+        return BoundedModule(model, examples if len(examples) > 1 else examples[0],
+                             bound_opts=opts, device=str(device))
 
 
 def input_box(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -479,7 +484,7 @@ def compute_margin_bounds(bm: BoundedModule, x: torch.Tensor, eps: float,
         if method == "alpha_crown" and not (options["early_stop"]
                                             and bool((lower > tol).all())):
             # Both bounds are sound; keep the better one per margin.
-            alpha = _alpha_crown(bm, bounded_x, C, options, tol, deadline)
+            alpha = alpha_crown_bounds(bm, (bounded_x,), C, options, tol, deadline)
             tolerance.check_finite(alpha.detach(), "alpha_crown margin lower bound")
             lower = torch.maximum(lower, alpha)
     return MarginBounds(lower=lower.detach(),
@@ -499,9 +504,12 @@ def stop_criterion(proven, deadline: float | None):
     return criterion
 
 
-def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
-                 options: dict, tol: torch.Tensor | float,
-                 deadline: float | None = None) -> torch.Tensor:
+def alpha_crown_bounds(bm: BoundedModule, inputs: tuple[BoundedTensor, ...], C: torch.Tensor,
+                       options: dict, tol: torch.Tensor | float,
+                       deadline: float | None = None) -> torch.Tensor:
+    """alpha-CROWN's lower bounds of C @ output over ``inputs``, right after a CROWN pass on
+    them (whose intermediate bounds it starts from); ``options`` as ``ALPHA_DEFAULTS``, early
+    stop once every row is above ``tol``, stop at ``deadline``."""
     crown = {relu_input_name(relu): list(relu_input_bounds(relu)) for relu in relu_nodes(bm)}
     proven = ((lambda lower: (lower > tol).all(dim=1, keepdim=True))
               if options["early_stop"] else None)
@@ -513,7 +521,7 @@ def _alpha_crown(bm: BoundedModule, bounded_x: BoundedTensor, C: torch.Tensor,
     fixed = None if options["optimize_intermediate"] else crown
     # auto_LiRPA 0.3 prints "all verified at Nth iter" on stdout; stdout belongs to the caller.
     with contextlib.redirect_stdout(io.StringIO()):
-        lower, _ = bm.compute_bounds(x=(bounded_x,), C=C, method="CROWN-Optimized",
+        lower, _ = bm.compute_bounds(x=inputs, C=C, method="CROWN-Optimized",
                                      bound_upper=False, reference_bounds=crown,
                                      intermediate_layer_bounds=fixed)
     return lower

@@ -340,7 +340,10 @@ class MilpVerifier(Verifier):
         # The MILP's own tolerance on top of the margin's float tolerance (which covers
         # onnxruntime's float32 rounding): the bound shortcut and every solve decide against it.
         margin_tol = float(self.options["tolerance"]) + bounds.tol[0]
-        proven = tolerance.proven(bounds.lower[0], margin_tol, f"verifier {self.name}")
+        proven = self.margins_proven(x, [label], eps, bounds.lower, margin_tol[None], bounds,
+                                     method, f"verifier {self.name}",
+                                     extra_tol=float(self.options["tolerance"]),
+                                     deadline=deadline)[0]
         lower = bounds.lower[0].double().cpu().numpy()
         margin_tol = margin_tol.double().cpu().numpy()
         others = [j for j in range(self.model.num_classes) if j != label]

@@ -229,9 +229,19 @@ class OnnxModel(nn.Module):
         logits, relu_inputs = self._run(x_abs.abs(), absolute=True)
         return logits, relu_inputs
 
-    def _run(self, x: torch.Tensor, absolute: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _run(self, x: torch.Tensor, absolute: bool, noise: list[torch.Tensor] | None = None,
+             relu_outputs: list[torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The graph on x (``absolute``: on absolute values, ``OnnxModel.magnitudes``).
+        ``noise``: per ReLU node a tensor added to its input where that value is computed, then
+        one added to the logits (``float_certificate``'s model of float32 rounding; on absolute
+        values, their absolute values). ``relu_outputs`` (absolute only): per ReLU node the
+        value its output takes instead of |input| (bounds on the ReLU outputs)."""
         values = {self.input_name: x}
         relu_inputs = []
+        noise_at = {} if noise is None else {
+            **{name: noise[k] for k, name in enumerate(self.relu_input_names)},
+            self.output_name: noise[-1]}
         for step in self._steps:
             args = [None if n == "" else values[n] if n in values
                     else getattr(self, self._constant_attr[n]) for n in step.inputs]
@@ -242,13 +252,34 @@ class OnnxModel(nn.Module):
                     args = [None if a is None else a.abs() for a in args]
                     if step.module.op_type == "Relu":
                         relu_inputs.append(args[0])
+                        if relu_outputs is not None:
+                            values[step.output] = relu_outputs[len(relu_inputs) - 1]
+                            continue
                     values[step.output] = step.module.magnitude(*args)
                 else:
                     values[step.output] = step.module(*args)
             except (ValueError, RuntimeError) as exc:
                 raise VfbenchError(f"ONNX node {step.module.onnx_name!r} "
                                    f"({step.module.op_type}): {exc}") from exc
+            if step.output in noise_at:
+                added = noise_at[step.output]
+                values[step.output] = values[step.output] + (added.abs() if absolute else added)
         return values[self.output_name], relu_inputs
+
+    @property
+    def relu_input_names(self) -> list[str]:
+        """The ONNX value each ReLU node reads, in graph order."""
+        return [s.inputs[0] for s in self._steps if s.module.op_type == "Relu"]
+
+    @property
+    def steps(self) -> list[_Step]:
+        """The graph's nodes in evaluation order (module, input names, output name)."""
+        return list(self._steps)
+
+    def constant(self, name: str) -> torch.Tensor | None:
+        """The constant an ONNX value name stands for, None if it is computed."""
+        attr = self._constant_attr.get(name)
+        return None if attr is None else getattr(self, attr)
 
 
 def site_name(relu_node_name: str) -> str:

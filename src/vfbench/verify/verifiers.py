@@ -46,7 +46,9 @@ class BoundVerifier(Verifier):
                              deadline=start + timeout_s * len(labels))
         seconds = (time.perf_counter() - start) / len(labels)
         decisions = []
-        proven = bounds.proven(f"verifier {self.name}")
+        proven = self.margins_proven(x, labels, eps, bounds.lower, bounds.tol, bounds,
+                                     self.BOUND_METHOD, f"verifier {self.name}",
+                                     self.bound_options(), deadline=start + timeout_s * len(labels))
         for k in range(len(labels)):
             lower = bounds.lower[k]
             decisions.append((Decision(
