@@ -168,20 +168,24 @@ class Verifier:
                        method: str, where: str, options: dict | None = None,
                        extra_tol: float = 0.0, deadline: float | None = None,
                        already: torch.Tensor | None = None,
-                       tried: torch.Tensor | None = None) -> torch.Tensor:
+                       tried: torch.Tensor | None = None,
+                       whole_image: bool = False) -> torch.Tensor:
         """Which margins (B, K-1) the root bounds ``lower`` prove: lower > tol
         (``tolerance.proven``), or, for an image with rows in (0, tol] that ``already`` (same
         shape) does not hold proven and ``tried`` (same shape) does not mark as certified before
         with the same result, its float certificate (``vfbench.verify.float_certificate``,
         by ``method`` 'crown' or 'alpha_crown' with ``options``, assuming ``bounds``'
-        pre-activation bounds; ``extra_tol`` added to its threshold). The one place every
-        verifier decides its margins from a root bound."""
+        pre-activation bounds; ``extra_tol`` added to its threshold). ``whole_image``: only
+        for an image with no row at or below 0 (a verifier that decides nothing less). The one
+        place every verifier decides its margins from a root bound."""
         proven = tolerance.proven(lower, tol, where)
         if already is not None:
             proven |= already
         open_rows = (lower > 0) & ~proven
         if tried is not None:
             open_rows &= ~tried
+        if whole_image:
+            open_rows &= (proven | (lower > 0)).all(dim=1, keepdim=True)
         if method not in CERTIFIED_METHODS or not supported(self.model):
             return proven
         for b in open_rows.any(dim=1).nonzero().flatten().tolist():

@@ -55,6 +55,22 @@ weight w from the 5e-4 one above: local M |w| * 5e-4, its CROWN bound's terms |w
 margins are still decided against tol (ATOL + RTOL * M), which covers onnxruntime's own float32
 rounding, whatever precision bounded them.
 
+Where the rule fails, and the fallback: deep networks. M compounds |W| layer by layer, so on
+benchmarks/deep_mlp's 784-256x6-10 MLP (eps 0.03) M is 4e6-6.6e6 and tol 5.5-12, above CROWN's
+margin bounds of +2.5 to +9.4 on instances whose real float error is ~1e-4: every one was refused
+(on 784-256x4-10, tol 0.05-0.18). A rigorous a-priori bound with interval magnitudes is worse
+still. So a margin whose root lower bound is in (0, tol] goes to ``float_certificate``: it bounds
+onnxruntime's float32 evaluation itself, as the exact network plus bounded noise at every ReLU
+input and at the logits (|r_k| <= gamma_n S_k, S_k the local magnitude of the segment computing
+the node from bounds on the previous ReLU outputs, not the compounded M), by a float64 CROWN /
+alpha-CROWN bound of the noisy network (checked a posteriori to respect the ReLU bounds it
+assumed), and proves the margin iff that bound exceeds ATOL + RTOL_FLOAT64 * M: the float64
+argument below, with no measured constant. ``Verifier.margins_proven`` is the one place that
+applies it: crown, alpha_crown, bab's root (those rows are not searched) and milp's bound
+shortcut (plus milp's own tolerance). On deep_mlp the certificate's bound is within ~1e-2 of
+CROWN's float32 one (benchmarks/README.md, "float_certificate"). bab's domains keep the float32
+rule (a float64 pass per domain would cost more than the domain).
+
 What stays float32 with its RTOL * M widening: bab's domain bounds (beta-CROWN). A leaf LP
 intersects them with the image's float64 CROWN bounds (both contain the exact values), so a
 neuron float64 proves stable gets no binary; a domain is closed as infeasible only where

@@ -2,7 +2,9 @@
 
 The incomplete verifiers live here: ``ibp``, ``crown``, ``alpha_crown`` (auto_LiRPA bounds on a
 batch of images; verified iff every margin's lower bound is above its tolerance
-(``vfbench.verify.tolerance``), else unknown, unless PGD found a counterexample). Complete
+(``vfbench.verify.tolerance``) or, for crown and alpha_crown, the margins in (0, tol] are proven
+by the float certificate (``Verifier.margins_proven``), else unknown, unless PGD found a
+counterexample). Complete
 verifiers (branch and bound, MILP, external VNN-COMP tools) subclass
 ``vfbench.verify.base.Verifier`` in their own modules (which must not import this one) and are
 imported and listed in ``VERIFIERS`` below.
@@ -48,7 +50,8 @@ class BoundVerifier(Verifier):
         decisions = []
         proven = self.margins_proven(x, labels, eps, bounds.lower, bounds.tol, bounds,
                                      self.BOUND_METHOD, f"verifier {self.name}",
-                                     self.bound_options(), deadline=start + timeout_s * len(labels))
+                                     self.bound_options(), whole_image=True,
+                                     deadline=start + timeout_s * len(labels))
         for k in range(len(labels)):
             lower = bounds.lower[k]
             decisions.append((Decision(
