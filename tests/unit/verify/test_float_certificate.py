@@ -213,3 +213,19 @@ def test_inconsistent_noise_model_proves_nothing(deep):
 def test_rounding_depths_count_fan_in_and_bias(deep):
     module, _, _ = deep
     assert float_certificate.rounding_depths(module) == [9] + [17] * 8
+
+
+@pytest.mark.parametrize("fixture", ["mlp_onnx", "cnn_onnx", "grafted_cnn"])
+def test_certificate_runs_on_the_campaign_shapes(fixture, synthetic, request):
+    """BatchNorm MLP, conv net, grafted conv net (Mul by a mask): the certificate is
+    consistent and within its noise of CROWN's float32 bound (its own CROWN, in float64)."""
+    path = request.getfixturevalue(fixture)
+    module = load_onnx(path[2] if fixture == "grafted_cnn" else path)
+    x = (synthetic[0][:1] if fixture == "mlp_onnx"
+         else torch.rand((1, *module.input_shape), generator=torch.Generator().manual_seed(0)))
+    label = int(module(x).argmax())
+    bounds = VERIFIERS["crown"](module, NO_PGD, "cpu").bounds(x, [label], 0.01, "crown")
+    certificate = FloatCertifier(module, "cpu").certify(x, label, 0.01,
+                                                       assumed_upper_bounds(bounds, 0))
+    assert certificate.consistent
+    assert torch.allclose(certificate.lower, bounds.lower[0].double(), atol=1e-3)
