@@ -33,7 +33,9 @@ that bound exceeds ATOL + RTOL_FLOAT64 * M (+ the caller's ``extra_tol``, milp's
 
 Assumptions: onnxruntime evaluates each node as sums of correctly rounded float32 products (any
 order, blocking, FMA or not: MLAS's GEMM and direct/im2col convolution); not Winograd or FFT
-convolutions nor reduced precision (none is used on CPU for these graphs). BatchNormalization is
+convolutions nor reduced precision (none is used by its CPU provider for these graphs; its
+default graph optimisations fold constants such as Mul, Add and BatchNormalization into the
+weights, each fold a rounding the depths below already charge). BatchNormalization is
 charged 8 roundings, covering onnxruntime computing its scale in float32 and fusing it into a
 preceding Gemm/Conv.
 """
@@ -229,18 +231,18 @@ class FloatCertifier:
                 break
             relu_out = [torch.maximum(out, r + (r - out).clamp(min=0).max())
                         for r, out in zip(reached, relu_out, strict=True)]
+        margin_m = tolerance.margin_magnitudes(logits_m, [label])[0]
+        threshold = tolerance.ATOL + tolerance.RTOL_FLOAT64 * margin_m + extra_tol
         if consistent and method == "alpha_crown":
             with warnings.catch_warnings(), lirpa.default_dtype(torch.float64):
                 warnings.simplefilter("ignore")
                 alpha = lirpa.alpha_crown_bounds(self.bm, inputs, C,
-                                                 lirpa.check_alpha_options(options), 0.0,
-                                                 deadline)
+                                                 lirpa.check_alpha_options(options),
+                                                 threshold[None], deadline)
             tolerance.check_finite(alpha.detach(), "float certificate: alpha-CROWN bound")
             lower = torch.maximum(lower, alpha)
             # alpha-CROWN may re-bound the ReLU inputs: tighter ones, still sound; the
             # consistency above rests on CROWN's, which hold whatever it did.
-        margin_m = tolerance.margin_magnitudes(logits_m, [label])[0]
-        threshold = tolerance.ATOL + tolerance.RTOL_FLOAT64 * margin_m + extra_tol
         return Certificate(lower=lower.detach()[0], threshold=threshold, consistent=consistent,
                            noise=noise, rounds=round_ + 1,
                            upper=None if upper is None else upper.detach()[0])

@@ -16,8 +16,9 @@ y_label - y_j <= tolerance, so that a proven infeasibility settles the class wit
 optimality gap. The tolerance is the ``tolerance`` option plus the margin's float tolerance
 (``vfbench.verify.tolerance``), and the bound shortcut (a class the bound already proves) uses the
 same, or, for a bound in (0, tol], the float certificate over the ``tolerance`` option
-(``Verifier.margins_proven``). A solve decides only when PuLP reports infeasible or a proven optimum (``sol_status == 1``:
-with a time limit PuLP can say "Optimal" for a solve that stopped early). The encoding must give
+(``Verifier.margins_proven``). A solve decides only when PuLP reports infeasible or a proven
+optimum (``sol_status == 1``: with a time limit PuLP can say "Optimal" for a solve that stopped
+early). The encoding must give
 the model's logits at the image (an infeasibility proof rests on it alone), and a minimiser is
 re-run through the model: the optimum must be the model's own margin there. Anything else is an
 error, never a verdict.
