@@ -25,6 +25,24 @@ ReLU input is the constant 0 (its weights and bias are 0: stable for every verif
   of the papers (cnn_4layer on MNIST: 7.4M weights per part), large for big ones.
 
 Parts that are identically 0 (pruned neurons: a = b = 0) are left out.
+
+Both forms above have a skip connection, so tools that read sequential networks only (pyNeVer
+1.3.2's ONNX converter) cannot take them. ``graft_form="sequential"`` writes an MLP's grafted
+sites (a Linear, the site, a Linear) as Gemm, Relu, Gemm with no branch instead: one Gemm gives
+the kept units ``W_i x + b_i`` and the grafted units ``s_i v_i + c_i`` with ``v_i = a_i (W_i x
++ b_i) + b'_i``, then one Relu, and the next Gemm multiplies its column i by ``s_i`` and
+subtracts ``W_next[:, i] s_i c_i`` in its bias. ``s_i`` is -1 where the interval-arithmetic
+(IBP) bounds of ``v_i`` over the whole input box [0, 1]^n are mostly negative, else +1, and
+``c_i`` lifts the IBP lower bound of ``s_i v_i`` to a margin (``SHIFT_MARGIN`` of the bounds'
+width, at least ``SHIFT_FLOOR``; 0 where it is already above it): the Relu input is then
+>= margin > 0 on all of [0, 1]^n, so the Relu is the identity there and the graph is the model
+exactly, and any verifier whose bounds on a box inside [0, 1]^n are as tight as IBP on
+[0, 1]^n sees the unit as stable. The sign keeps ``c_i`` at most half the range of ``v_i``: the
+float32 rounding of ``s_i v_i + c_i`` grows with ``c_i`` (the export's onnxruntime check bounds
+it). Outside [0, 1]^n the graph is
+NOT the model: the export says so in the ONNX doc_string. Pruned units (a = b = 0) get no shift
+(their row is 0). Sites elsewhere (after a conv or a residual sum) have no such form: a conv's
+zero padding sees the shift at the border only; they are a VfbenchError.
 """
 
 from __future__ import annotations
@@ -34,7 +52,17 @@ import copy
 import torch
 from torch import nn
 
+from vfbench.errors import VfbenchError
 from vfbench.models import GraftedReLU, Normalize
+
+# export.graft_form: how grafted sites are written (declared in the config schema).
+GRAFT_FORMS = ("residual", "sequential")
+# The sequential form's shift: its margin above the IBP bound, a fraction of the bound's width
+# (for verifiers whose bounds are a little looser than IBP) and at least SHIFT_FLOOR (float32
+# rounding).
+SHIFT_MARGIN, SHIFT_FLOOR = 0.01, 1e-3
+# The input box on which the sequential form equals the model (pixel space).
+SEQUENTIAL_DOMAIN = (0.0, 1.0)
 
 
 class FoldedGraft(nn.Module):
@@ -131,10 +159,14 @@ def _graft_form(site: GraftedReLU, layer: nn.Module | None, in_shape, out_shape)
 
 
 @torch.no_grad()
-def standard_op_form(model: nn.Module) -> nn.Module:
+def standard_op_form(model: nn.Module, graft_form: str = "residual") -> nn.Module:
     """A copy of ``model`` (eval mode) computing the same function with every GraftedReLU and
     the Linear/Conv2d before it replaced by a ``FoldedGraft`` at the site's name (so the ONNX
-    Relu node keeps the site's scope). A model without grafts is returned as a copy."""
+    Relu node keeps the site's scope); with ``graft_form="sequential"``, by the shifted
+    Gemm/Relu/Gemm form of an MLP, after which the copy's ``valid_input_box`` is
+    SEQUENTIAL_DOMAIN if any unit was shifted. A model without grafts is returned as a copy."""
+    if graft_form not in GRAFT_FORMS:
+        raise VfbenchError(f"export.graft_form {graft_form!r}: expected one of {GRAFT_FORMS}")
     model = copy.deepcopy(model).eval()
     for name, module in list(model.named_modules()):
         if isinstance(module, Normalize):
@@ -146,6 +178,10 @@ def standard_op_form(model: nn.Module) -> nn.Module:
                 _replace(model, name, _as_batchnorm(module))
     sites = [name for name, m in model.named_modules() if isinstance(m, GraftedReLU)]
     if not sites:
+        return model
+    if graft_form == "sequential":
+        if _shift_sites(model, sites):
+            model.valid_input_box = SEQUENTIAL_DOMAIN
         return model
     shapes = _io_shapes(model)
     for name in sites:
@@ -237,3 +273,89 @@ def _io_shapes(model: nn.Module) -> dict[int, tuple[tuple[int, ...], tuple[int, 
         for h in hooks:
             h.remove()
     return shapes
+
+
+def _shift_sites(model: nn.Module, sites: list[str]) -> int:
+    """The sequential form of every site, in place, in network order; the number of grafted
+    units rewritten (each exact on SEQUENTIAL_DOMAIN only)."""
+    body = getattr(model, "body", None)
+    shifted = 0
+    for name in sites:
+        parent_name, _, child = name.rpartition(".")
+        layers = list(body._modules) if isinstance(body, nn.Sequential) else []
+        if parent_name != "body" or child not in layers:
+            raise VfbenchError(f"export.graft_form sequential: site {name} is not in the "
+                               "model's sequential body (only MLPs have the sequential form)")
+        before = _affine_before(body, child)
+        after = next((k for k in layers[layers.index(child) + 1:]
+                      if not isinstance(body._modules[k], nn.Identity)), None)
+        if not (before and isinstance(body._modules[before], nn.Linear)
+                and after is not None and isinstance(body._modules[after], nn.Linear)):
+            raise VfbenchError(f"export.graft_form sequential: site {name} must sit between "
+                               "two Linear layers (an MLP's); use graft_form residual")
+        lower, upper = _interval(model, body, before)
+        shifted += _shift_site(body._modules[before], body._modules[child],
+                               body._modules[after], lower, upper)
+        body._modules[child] = nn.ReLU()
+    return shifted
+
+
+def _shift_site(layer: nn.Linear, site: GraftedReLU, after: nn.Linear,
+                lower: torch.Tensor, upper: torch.Tensor) -> int:
+    """Rewrite ``layer`` and ``after`` in place (in float64) so that ``after(relu(layer(x)))``
+    equals ``after(site(layer(x)))`` wherever layer's input lies in [lower, upper]; the number
+    of grafted units rewritten."""
+    if layer.bias is None:
+        layer.bias = nn.Parameter(torch.zeros(layer.out_features), requires_grad=False)
+    if after.bias is None:
+        after.bias = nn.Parameter(torch.zeros(after.out_features), requires_grad=False)
+    weight, bias = layer.weight.double(), layer.bias.double()
+    keep = site.keep.double().reshape(-1)
+    slope = (site.mask * site.a).double().reshape(-1)
+    offset = (site.mask * site.b).double().reshape(-1)
+    centre, radius = (upper + lower) / 2, (upper - lower) / 2
+    z_mid, z_rad = weight @ centre + bias, weight.abs() @ radius  # the layer's output box
+    graft_mid, graft_rad = slope * z_mid + offset, slope.abs() * z_rad
+    # A unit whose value is mostly negative goes through the Relu negated (and the next layer's
+    # column with it): the shift, and the float32 rounding it brings, is then at most half the
+    # value's range.
+    sign = torch.where(graft_mid < 0, -1.0, 1.0).double()
+    margin = (SHIFT_MARGIN * 2 * graft_rad).clamp(min=SHIFT_FLOOR)
+    grafted = (site.mask.reshape(-1) > 0) & ((slope != 0) | (offset != 0))
+    shift = torch.where(grafted, (margin - (graft_mid * sign - graft_rad)).clamp(min=0),
+                        torch.zeros_like(graft_mid))
+    sign = torch.where(grafted, sign, torch.ones_like(sign))
+    scale = keep + sign * slope
+    layer.weight.copy_((weight * scale[:, None]).float())
+    layer.bias.copy_((bias * scale + sign * offset + shift).float())
+    after_weight = after.weight.double() * sign
+    after.bias.copy_((after.bias.double() - after_weight @ shift).float())
+    after.weight.copy_(after_weight.float())
+    return int(grafted.sum())
+
+
+def _interval(model: nn.Module, body: nn.Sequential, stop: str
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """IBP bounds (float64) of the input of ``body[stop]`` over inputs in SEQUENTIAL_DOMAIN,
+    through the already rewritten layers before it (Flatten, Linear, ReLU, Identity)."""
+    if not isinstance(model.normalize, nn.Identity):  # an MLP's is folded into its first Gemm
+        raise VfbenchError("export.graft_form sequential: the normalisation is not folded "
+                           "into a first Linear (only MLPs have the sequential form)")
+    lower = torch.full((1, *model.input_shape), SEQUENTIAL_DOMAIN[0], dtype=torch.float64)
+    upper = torch.full_like(lower, SEQUENTIAL_DOMAIN[1])
+    for key, module in body._modules.items():
+        if key == stop:
+            return lower.reshape(-1), upper.reshape(-1)
+        if isinstance(module, nn.Linear):
+            centre, radius = (upper + lower) / 2, (upper - lower) / 2
+            centre = centre @ module.weight.double().T + module.bias.double()
+            radius = radius @ module.weight.double().abs().T
+            lower, upper = centre - radius, centre + radius
+        elif isinstance(module, nn.ReLU):
+            lower, upper = lower.clamp(min=0), upper.clamp(min=0)
+        elif isinstance(module, nn.Flatten):
+            lower, upper = module(lower), module(upper)
+        elif not isinstance(module, nn.Identity):
+            raise VfbenchError(f"export.graft_form sequential: no interval bounds through "
+                               f"{type(module).__name__} (body.{key})")
+    raise AssertionError(stop)
