@@ -1,6 +1,7 @@
 """Marabou as a built-in verifier: it reads what the export step writes (plain, grafted in
 either graft_form, neuron-pruned networks), agrees with branch and bound wherever both decide,
-and a counterexample onnxruntime does not confirm becomes a refined one or ``unknown``, never a crash."""
+and a counterexample onnxruntime does not confirm becomes a refined one or ``unknown``, never a
+crash."""
 
 from __future__ import annotations
 
