@@ -163,8 +163,9 @@ def standard_op_form(model: nn.Module, graft_form: str = "residual") -> nn.Modul
     """A copy of ``model`` (eval mode) computing the same function with every GraftedReLU and
     the Linear/Conv2d before it replaced by a ``FoldedGraft`` at the site's name (so the ONNX
     Relu node keeps the site's scope); with ``graft_form="sequential"``, by the shifted
-    Gemm/Relu/Gemm form of an MLP, after which the copy's ``valid_input_box`` is
-    SEQUENTIAL_DOMAIN if any unit was shifted. A model without grafts is returned as a copy."""
+    Gemm/Relu/Gemm form of an MLP, after which, if it rewrote a grafted unit, the copy's
+    ``valid_input_box`` is SEQUENTIAL_DOMAIN and its ``graft_shift`` the largest shift. A model
+    without grafts is returned as a copy."""
     if graft_form not in GRAFT_FORMS:
         raise VfbenchError(f"export.graft_form {graft_form!r}: expected one of {GRAFT_FORMS}")
     model = copy.deepcopy(model).eval()
@@ -180,8 +181,9 @@ def standard_op_form(model: nn.Module, graft_form: str = "residual") -> nn.Modul
     if not sites:
         return model
     if graft_form == "sequential":
-        if _shift_sites(model, sites):
-            model.valid_input_box = SEQUENTIAL_DOMAIN
+        rewritten, largest = _shift_sites(model, sites)
+        if rewritten:
+            model.valid_input_box, model.graft_shift = SEQUENTIAL_DOMAIN, largest
         return model
     shapes = _io_shapes(model)
     for name in sites:
@@ -275,11 +277,11 @@ def _io_shapes(model: nn.Module) -> dict[int, tuple[tuple[int, ...], tuple[int, 
     return shapes
 
 
-def _shift_sites(model: nn.Module, sites: list[str]) -> int:
-    """The sequential form of every site, in place, in network order; the number of grafted
-    units rewritten (each exact on SEQUENTIAL_DOMAIN only)."""
+def _shift_sites(model: nn.Module, sites: list[str]) -> tuple[int, float]:
+    """The sequential form of every site, in place, in network order: (the number of grafted
+    units rewritten, each exact on SEQUENTIAL_DOMAIN only; the largest shift)."""
     body = getattr(model, "body", None)
-    shifted = 0
+    rewritten, largest = 0, 0.0
     for name in sites:
         parent_name, _, child = name.rpartition(".")
         layers = list(body._modules) if isinstance(body, nn.Sequential) else []
@@ -294,17 +296,18 @@ def _shift_sites(model: nn.Module, sites: list[str]) -> int:
             raise VfbenchError(f"export.graft_form sequential: site {name} must sit between "
                                "two Linear layers (an MLP's); use graft_form residual")
         lower, upper = _interval(model, body, before)
-        shifted += _shift_site(body._modules[before], body._modules[child],
-                               body._modules[after], lower, upper)
+        count, shift = _shift_site(body._modules[before], body._modules[child],
+                                   body._modules[after], lower, upper)
+        rewritten, largest = rewritten + count, max(largest, shift)
         body._modules[child] = nn.ReLU()
-    return shifted
+    return rewritten, largest
 
 
 def _shift_site(layer: nn.Linear, site: GraftedReLU, after: nn.Linear,
-                lower: torch.Tensor, upper: torch.Tensor) -> int:
+                lower: torch.Tensor, upper: torch.Tensor) -> tuple[int, float]:
     """Rewrite ``layer`` and ``after`` in place (in float64) so that ``after(relu(layer(x)))``
-    equals ``after(site(layer(x)))`` wherever layer's input lies in [lower, upper]; the number
-    of grafted units rewritten."""
+    equals ``after(site(layer(x)))`` wherever layer's input lies in [lower, upper]: (the number
+    of grafted units rewritten, the largest shift)."""
     if layer.bias is None:
         layer.bias = nn.Parameter(torch.zeros(layer.out_features), requires_grad=False)
     if after.bias is None:
@@ -331,7 +334,7 @@ def _shift_site(layer: nn.Linear, site: GraftedReLU, after: nn.Linear,
     after_weight = after.weight.double() * sign
     after.bias.copy_((after.bias.double() - after_weight @ shift).float())
     after.weight.copy_(after_weight.float())
-    return int(grafted.sum())
+    return int(grafted.sum()), float(shift.max())
 
 
 def _interval(model: nn.Module, body: nn.Sequential, stop: str

@@ -165,7 +165,9 @@ def test_sequential_form_is_a_plain_chain_equal_to_the_model_on_the_unit_box(tmp
     model, _ = grafted_mlp_both_sites()
     x = torch.rand(256, *model.input_shape)
     check = export_onnx(model, tmp_path / "s.onnx", x, graft_form="sequential")
-    assert check["max_abs_diff_onnxruntime"] <= 1e-5
+    assert check["max_abs_diff_onnxruntime"] <= 1e-5 and check["max_graft_shift"] > 0
+    with pytest.raises(VfbenchError, match="shifts .*graft_form residual is exact"):
+        export_onnx(model, tmp_path / "t.onnx", x, graft_form="sequential", tolerance=1e-12)
     proto = onnx.load(str(tmp_path / "s.onnx"))
     assert [n.op_type for n in proto.graph.node] == ["Flatten"] + ["Gemm", "Relu"] * 2 + ["Gemm"]
     assert "ONLY for inputs in [0, 1]^n" in proto.doc_string
