@@ -7,7 +7,6 @@ VNNLIB files, and its complete search (SSBP) agrees with branch and bound wherev
 from __future__ import annotations
 
 import copy
-import logging
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from vfbench.models import GraftedReLU, set_site, site_shapes
 from vfbench.properties import robustness_property
 from vfbench.transforms.prune import prunable_units, remove_neurons, select_bn_neurons
 from vfbench.verify.onnx_import import OrtModel, load_onnx
+from vfbench.verify.pynever import pynever_network, pynever_verdict
 from vfbench.verify.verifiers import VERIFIERS
 from vfbench.vnnlib import vnnlib_text
 
@@ -52,38 +52,15 @@ def exports(trained_mlp, synthetic, tmp_path_factory):
     return {name: (path, images) for name, path in paths.items()}
 
 
-def _pynever_network(path):
-    from pynever.strategies.conversion.converters.onnx import ONNXConverter
-    from pynever.strategies.conversion.representation import load_network_path
-
-    return ONNXConverter().to_neural_network(load_network_path(path))
-
-
 def _pynever(path, instances, folder):
-    """pyNeVer's verdict per instance, reading the ONNX file and a VNNLIB file of the property
-    as its own command line does: (status, counterexample or None)."""
-    from pynever.strategies.verification.algorithms import SSBPVerification
-    from pynever.strategies.verification.parameters import SSBPVerificationParameters
-    from pynever.strategies.verification.properties import VnnLibProperty
-    from pynever.strategies.verification.ssbp.constants import RefinementStrategy
-
-    network = _pynever_network(path)
-    logging.getLogger("pynever").setLevel(logging.WARNING)
+    """pyNeVer's (status, counterexample) per instance, from the ONNX file and a VNNLIB file of
+    the property."""
+    network = pynever_network(path)
     out = []
     for k, (x, label, eps) in enumerate(instances):
         spec = folder / f"{k}.vnnlib"
         spec.write_text(vnnlib_text(robustness_property(x.numpy(), label, eps, 3)))
-        # SEQUENTIAL: the default heuristic (INPUT_BOUNDS_CHANGE) reads
-        # BoundsStats.overapprox_area, which 1.3.2 never sets (AttributeError at the first split)
-        search = SSBPVerification(SSBPVerificationParameters(
-            heuristic=RefinementStrategy.SEQUENTIAL, timeout=PYNEVER_TIMEOUT_S))
-        try:
-            safe, cex = search.verify(network, VnnLibProperty(str(spec)))
-        except Exception as exc:  # pyNeVer's own "This point should not be reachable"
-            out.append((f"error: {exc}", None))
-            continue
-        out.append(("verified", None) if safe else ("falsified", cex) if cex is not None
-                   else ("unknown", None))
+        out.append(pynever_verdict(network, spec, PYNEVER_TIMEOUT_S))
     return out
 
 
@@ -108,7 +85,7 @@ def test_pynever_agrees_with_bab(exports, case, tmp_path):
             decided += 1
         if b == "falsified":  # pyNeVer's point, re-checked by onnxruntime
             x, label, eps = instances[k]
-            point = np.asarray(cex, dtype=np.float32).reshape(x.shape)
+            point = cex.astype(np.float32).reshape(x.shape)
             assert np.abs(point - x.numpy()).max() <= eps + 1e-6
             logits = ort(np.clip(point, 0, 1)[None])[0]
             assert np.delete(logits, label).max() >= logits[label] - 1e-5
@@ -127,9 +104,19 @@ def test_pynever_sees_grafted_neurons_stable_and_rejects_the_residual_form(expor
     spec = tmp_path / "box.vnnlib"  # the whole input box [0, 1]^n
     spec.write_text(vnnlib_text(robustness_property(np.full_like(x.numpy(), 0.5), label, 0.5,
                                                     3)))
-    bounds = BoundsManager(_pynever_network(path), VnnLibProperty(str(spec))).compute_bounds()
+    bounds = BoundsManager(pynever_network(path), VnnLibProperty(str(spec))).compute_bounds()
     lower = bounds.numeric_pre_bounds["/body/body.3/Relu_output_0"].get_lower()
     grafted = torch.arange(lower.numel()) % 3 == 0
     assert (lower[grafted] > 0).all() and (lower[~grafted] < 0).any()
     with pytest.raises(Exception, match="[Dd]imension"):
-        _pynever_network(exports["grafted-residual"][0])
+        pynever_network(exports["grafted-residual"][0])
+
+
+def test_missing_pynever_is_a_clear_error(monkeypatch):
+    import sys
+
+    from vfbench.errors import VfbenchError
+
+    monkeypatch.setitem(sys.modules, "pynever.strategies.conversion.converters.onnx", None)
+    with pytest.raises(VfbenchError, match="pip install --no-deps pynever==1.3.2"):
+        pynever_network("any.onnx")
