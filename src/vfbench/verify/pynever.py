@@ -47,7 +47,8 @@ def pynever_verdict(network, vnnlib_path: str | os.PathLike, timeout_s: float
     try:
         safe, cex = search.verify(network, VnnLibProperty(str(vnnlib_path)))
     except Exception as exc:  # pyNeVer's own, e.g. "This point should not be reachable"
-        return f"error: {type(exc).__name__}: {exc}", None
+        first = (str(exc).splitlines() or [""])[0]
+        return f"error: {type(exc).__name__}: {first}", None
     if safe:
         return "verified", None
     if cex is None:
