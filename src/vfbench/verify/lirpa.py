@@ -562,13 +562,18 @@ def input_coefficients(bm: BoundedModule, A: dict) -> torch.Tensor:
 
 
 def pre_activation_bias(relu, shape: tuple[int, ...]) -> torch.Tensor:
-    """The bias of the Linear / Conv feeding a ReLU node, flattened to its neurons (zeros for
-    any other node)."""
+    """The bias of the Linear / Conv feeding a ReLU node, or the constant an Add of one adds
+    (the compact form of a dense grafted site: ``vfbench.verify.onnx_compact``), flattened to
+    its neurons (zeros for any other node)."""
     node = relu.inputs[0]
     kind = type(node).__name__
     bias = None
     if kind in ("BoundLinear", "BoundConv") and len(node.inputs) > 2:
         bias = getattr(node.inputs[2], "param", None)
+    if kind == "BoundAdd":
+        constants = [p for p in (getattr(i, "param", None) for i in node.inputs) if p is not None]
+        if len(constants) == 1 and constants[0].numel() == int(np.prod(shape)):
+            bias = constants[0]
     if bias is None:
         return torch.zeros(int(np.prod(shape)))
     bias = bias.detach().reshape(-1)
