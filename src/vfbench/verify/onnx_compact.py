@@ -80,6 +80,7 @@ class CompactSites:
             for name in node.input:
                 consumers[name].append(node)
         shapes = _inferred_shapes(model, self._where)
+        self._unrolled: dict[tuple, tuple[torch.Tensor, tuple[int, ...]]] = {}
         parts = [self._checked(gemm, hint, producers, shapes, constants)
                  for gemm, hint in hinted]
         gemm_outputs = {part.gemm.output[0] for part in parts}
@@ -89,6 +90,7 @@ class CompactSites:
                 if node.op_type != "Gemm" or node.output[0] not in gemm_outputs:
                     raise VfbenchError(f"{self._where(node)}: reads {name!r}, the Flatten "
                                        "before a compact-hinted Gemm; only hinted Gemms may")
+        del self._unrolled
         inexact = sum(not part.exact for part in parts)
         if not enabled:
             return
@@ -125,7 +127,11 @@ class CompactSites:
         weight = constants[gemm.input[1]].float()
         weight = weight if attrs.get("transB", 0) else weight.T
         n_out, n_in = weight.shape
-        unrolled, out_shape = _unrolled(hint, n_in, where)
+        key = (n_in, hint.input_shape, repr(sorted(hint.conv_attrs.items())),
+               None if hint.weight is None else hint.weight.numpy().tobytes())
+        if key not in self._unrolled:  # a site's keep and graft parts share their conv
+            self._unrolled[key] = _unrolled(hint, n_in, where)
+        unrolled, out_shape = self._unrolled[key]
         scale = hint.scale.reshape(-1)
         if unrolled.shape[0] != n_out or scale.numel() != n_out:
             raise VfbenchError(f"{where}: the hint's conv gives {unrolled.shape[0]} outputs and "
