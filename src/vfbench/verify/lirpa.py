@@ -202,6 +202,12 @@ def _constant_as_patches_factor(const: torch.Tensor, A: Patches) -> torch.Tensor
         return const.reshape(())
     if const.dim() == 4 and const.size(0) == 1:
         const = const[0]
+    if const.dim() < 3 and A.patches.dim() in (5, 7):
+        # leading singletons dropped by the import (e.g. a VNNLIB box's scale on a 1-channel
+        # image): back to (C, H, W), the channel broadcast over the pieces' in_c
+        const = const.reshape((1,) * (3 - const.dim()) + tuple(const.shape))
+        if const.shape[-2:] != (1, 1):
+            const = const.expand(A.patches.size(-3), *const.shape[-2:])
     if const.dim() != 3 or A.patches.dim() not in (5, 7):
         return None
     if const.shape[-2:] == (1, 1):  # channel-wise: broadcast against (..., in_c, kh, kw)

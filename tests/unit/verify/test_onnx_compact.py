@@ -203,3 +203,30 @@ def test_residual_identity_site_loads_compact(tmp_path):
     assert "Reshape" in _ops(dense) and "Reshape" not in _ops(compact)
     with torch.no_grad():
         assert (compact(x) - dense(x)).abs().max() <= 1e-6
+
+
+def test_a_vnnlib_instance_on_the_hinted_file_as_on_the_dense_one(masked_cnn, tmp_path):
+    """The VNN-COMP path (input box wrapper around the file) bounds the compact form in
+    patches mode, the box's per-pixel scale included; same results as the file without hints."""
+    from vfbench.verify.instance import verify_instance
+
+    _, path, x = masked_cnn
+    label = int(OrtModel(path)(x[:1]).argmax())
+    lines = [f"(declare-const X_{i} Real)" for i in range(64)]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(3)]
+    for i, v in enumerate(x[0].reshape(-1).tolist()):
+        lines += [f"(assert (>= X_{i} {max(0.0, v - 0.065):.8f}))",
+                  f"(assert (<= X_{i} {min(1.0, v + 0.065):.8f}))"]
+    lines.append("(assert (or " + " ".join(f"(and (>= Y_{j} Y_{label}))" for j in range(3)
+                                          if j != label) + "))")
+    (tmp_path / "p.vnnlib").write_text("\n".join(lines) + "\n")
+
+    def strip(proto, hinted):
+        for node in hinted:
+            node.doc_string = ""
+
+    dense = _rewritten(path, tmp_path, strip)
+    for method in ("crown", "bab"):
+        results = [verify_instance(f, tmp_path / "p.vnnlib", method, timeout_s=20).result
+                   for f in (path, dense)]
+        assert results[0] == results[1] and results[0] in ("unsat", "unknown"), results
