@@ -3,7 +3,8 @@
 ``vfbench.export_graft`` writes a per-neuron mask or slope after a conv (and a site after a
 residual sum) as Flatten(X) -> Gemm_keep -> Relu [-> Add(., Gemm_graft)] -> Reshape, each Gemm
 a per-neuron scale times the conv unrolled into a (site size) x (input size) matrix: standard
-ops every tool reads, but 4-13x the bounding time of the conv (benchmarks/README.md). Each such
+ops every tool reads, but on a masked cnn_4layer 2x CROWN's time and 1/13 of bab's domains per
+second (``benchmarks/compact_conv.py``), and a 60 MB file instead of 0.67 MB. Each such
 Gemm carries a hint (``vfbench.compact_hint``). ``CompactSites`` rewrites the graph as it is
 loaded: the Gemm becomes Conv(X, weight) -> Mul(scale) -> Add(the Gemm's own bias), in the
 conv's (C, H, W) layout; the Flatten and the Reshape back become Identity, so auto_LiRPA sees

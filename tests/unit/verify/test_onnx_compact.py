@@ -123,7 +123,8 @@ def _edit_hint(field):
         hint = json.loads(hinted[0].doc_string)
         entry = hint["conv"]["weight"] if field == "weight" else hint["scale"]
         data = np.frombuffer(base64.b64decode(entry["float32_le"]), "<f4").copy()
-        data[np.flatnonzero(data)[0]] *= 1.0001
+        k = np.flatnonzero(data)[0]
+        data[k] = np.nextafter(data[k], np.float32(np.inf))  # one ulp
         entry["float32_le"] = base64.b64encode(data.tobytes()).decode()
         hinted[0].doc_string = json.dumps(hint)
     return edit
@@ -132,7 +133,8 @@ def _edit_hint(field):
 def _edit_gemm(proto, hinted):
     init = {i.name: i for i in proto.graph.initializer}[hinted[1].input[1]]
     weight = onnx.numpy_helper.to_array(init).copy()
-    weight[np.nonzero(weight)[0][0], np.nonzero(weight)[1][0]] += 1e-3
+    o, i = np.nonzero(weight)[0][0], np.nonzero(weight)[1][0]
+    weight[o, i] = np.nextafter(weight[o, i], np.float32(np.inf))  # one ulp
     init.CopyFrom(onnx.numpy_helper.from_array(weight, init.name))
 
 
