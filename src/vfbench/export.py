@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vfbench.errors import VfbenchError
-from vfbench.export_graft import standard_op_form
+from vfbench.export_graft import FoldedGraft, standard_op_form
 from vfbench.io import atomic_path, provenance
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -52,6 +52,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, check_x: torch.
             )
         proto = onnx.load(str(tmp))
         _drop_identities(proto.graph)
+        _attach_compact_hints(proto.graph, form)
         for key, value in {"vfbench": json.dumps({**metadata, **provenance()},
                                                  default=str)}.items():
             entry = proto.metadata_props.add()
@@ -77,6 +78,22 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, check_x: torch.
     return {"max_abs_diff_onnxruntime": diff, "relative_diff_onnxruntime": diff / scale,
             "check_images": len(check_x), "opset": opset, "ops": ops, "graft_form": graft_form,
             "max_graft_shift": shift}
+
+
+def _attach_compact_hints(graph, form: torch.nn.Module) -> None:
+    """Write each dense grafted part's compact hint (``vfbench.compact_hint``) into the
+    doc_string of its Gemm, found by the module scope torch names the node with."""
+    from vfbench.verify.onnx_import import site_name
+
+    hints = {f"{name}.{part}": hint for name, module in form.named_modules()
+             if isinstance(module, FoldedGraft) for part, hint in module.hints.items()}
+    for node in graph.node:
+        key = site_name(node.name)
+        if node.op_type == "Gemm" and key in hints:
+            node.doc_string = hints.pop(key)
+    if hints:
+        raise VfbenchError(f"export: no Gemm node named after the dense parts "
+                           f"{sorted(hints)}")
 
 
 def _drop_identities(graph) -> None:

@@ -22,7 +22,11 @@ ReLU input is the constant 0 (its weights and bias are 0: stable for every verif
   sum of a residual block): the affine map before the site (the conv, or the identity) unrolled
   into a Gemm over the flattened input, its rows masked the same way, then ``Reshape``. The
   cost is a dense matrix of (site size) x (layer input size) per part: fine for the small CNNs
-  of the papers (cnn_4layer on MNIST: 7.4M weights per part), large for big ones.
+  of the papers (cnn_4layer on MNIST: 7.4M weights per part), large for big ones. Each dense
+  Gemm carries a compact-form hint in its doc_string (``vfbench.compact_hint``: the conv and
+  the per-neuron scale), from which vfbench's own verifiers bound ``scale * Conv(x) + bias``
+  instead, once they have checked it reproduces the Gemm (``vfbench.verify.onnx_compact``).
+  The unrolled conv is exact (each entry is one weight), so that check can be bitwise.
 
 Parts that are identically 0 (pruned neurons: a = b = 0) are left out.
 
@@ -39,10 +43,10 @@ width, at least ``SHIFT_FLOOR``; 0 where it is already above it): the Relu input
 exactly, and any verifier whose bounds on a box inside [0, 1]^n are as tight as IBP on
 [0, 1]^n sees the unit as stable. The sign keeps ``c_i`` at most half the range of ``v_i``: the
 float32 rounding of ``s_i v_i + c_i`` grows with ``c_i`` (the export's onnxruntime check bounds
-it). Outside [0, 1]^n the graph is
-NOT the model: the export says so in the ONNX doc_string. Pruned units (a = b = 0) get no shift
-(their row is 0). Sites elsewhere (after a conv or a residual sum) have no such form: a conv's
-zero padding sees the shift at the border only; they are a VfbenchError.
+it). Outside [0, 1]^n the graph is NOT the model: the export says so in the ONNX doc_string.
+Pruned units (a = b = 0) get no shift (their row is 0). Sites elsewhere (after a conv or a
+residual sum) have no such form: a conv's zero padding sees the shift at the border only; they
+are a VfbenchError.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import copy
 import torch
 from torch import nn
 
+from vfbench import compact_hint
 from vfbench.errors import VfbenchError
 from vfbench.models import GraftedReLU, Normalize
 
@@ -70,9 +75,12 @@ class FoldedGraft(nn.Module):
     ``out_shape`` the input is flattened first and the result reshaped to it (dense form)."""
 
     def __init__(self, keep_part: nn.Module, graft_part: nn.Module | None,
-                 offset: torch.Tensor | None, out_shape: tuple[int, ...] | None = None):
+                 offset: torch.Tensor | None, out_shape: tuple[int, ...] | None = None,
+                 hints: dict[str, str] | None = None):
         super().__init__()
         self.keep_part, self.graft_part = keep_part, graft_part
+        # dense form: per part name, its compact hint (the export writes it on the part's Gemm)
+        self.hints = hints or {}
         if offset is not None:
             self.register_buffer("offset", offset)
         else:
@@ -117,15 +125,18 @@ def _per_channel(t: torch.Tensor) -> torch.Tensor | None:
 @torch.no_grad()
 def _dense(layer: nn.Module | None, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W, c) with layer(x).flatten() = W @ x.flatten() + c; the identity for None."""
+    """(W, c) with layer(x).flatten() = W @ x.flatten() + c; the identity for None. W is exact:
+    the bias-free layer in float64 on one-hot inputs (each entry one weight times 1)."""
     n_in = 1
     for s in in_shape:
         n_in *= s
     if layer is None:
         return torch.eye(n_in), torch.zeros(n_in)
     c = layer(torch.zeros((1, *in_shape))).reshape(-1)
-    basis = torch.eye(n_in).reshape(n_in, *in_shape)
-    W = (layer(basis).reshape(n_in, -1) - c).T.contiguous()
+    linear = copy.deepcopy(layer).double()
+    linear.bias = None
+    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
+    W = linear(basis).reshape(n_in, -1).T.float().contiguous()
     return W, c
 
 
@@ -153,9 +164,14 @@ def _graft_form(site: GraftedReLU, layer: nn.Module | None, in_shape, out_shape)
                            offset.clone() if has_offset else None)
     W, c = _dense(layer, in_shape, out_shape)
     keep, slope, offset = keep.reshape(-1), slope.reshape(-1), offset.reshape(-1)
+    with_graft = has_slope or has_offset
+    hints = {"keep_part": compact_hint.encode(in_shape, layer, keep)}
+    if with_graft:
+        hints["graft_part"] = compact_hint.encode(in_shape, layer, slope)
+    hints = {part: hint for part, hint in hints.items() if hint is not None}
     return FoldedGraft(_linear(W * keep[:, None], c * keep),
-                       _linear(W * slope[:, None], c * slope + offset)
-                       if has_slope or has_offset else None, None, tuple(out_shape))
+                       _linear(W * slope[:, None], c * slope + offset) if with_graft else None,
+                       None, tuple(out_shape), hints)
 
 
 @torch.no_grad()
