@@ -9,11 +9,13 @@ TORCH_INDEX ?=
 
 .PHONY: run test venv lint dry-run plan cluster-up cluster-down install-profile bench clean
 
-$(BIN)/vfbench-installed: pyproject.toml requirements/lirpa.txt
+# auto-lirpa and pynever go in without their declared dependencies (see requirements/*.txt):
+# pip cannot say --no-deps per requirement, hence the second command.
+$(BIN)/vfbench-installed: pyproject.toml requirements/lirpa.txt requirements/pynever.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -q -e '.[dev,marabou,vnnlib2]'
-	$(BIN)/pip install -q --no-deps -r requirements/lirpa.txt
+	$(BIN)/pip install -q -e '.[dev,marabou,vnnlib2,pynever]'
+	$(BIN)/pip install -q --no-deps -r requirements/lirpa.txt -r requirements/pynever.txt
 	touch $@
 
 venv: $(BIN)/vfbench-installed

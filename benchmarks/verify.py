@@ -11,6 +11,11 @@ each pair of complete verifiers the instances where both decided and disagree (m
     .venv/bin/python benchmarks/verify.py --models net1 cnn_4layer --eps 0.02 0.05 \\
         --images 20 --timeout 30 --verifiers bab milp
 
+``--onnx NAME=PATH`` verifies an exported model (e.g. a campaign's
+``results/default/onnx/mnist5k/net1/natural/none.onnx``) instead of training one.
+``--variant NAME=METHOD[:JSON]`` adds a named verifier with options (``benchmarks/variants.py``),
+e.g. two bab settings side by side; ``--clock cpu`` times everything in CPU seconds.
+
 Journals and a JSON of every record go to ``--out`` (default: a temporary folder).
 """
 
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from variants import parse_variant, use_cpu_clock  # benchmarks/variants.py
 
 from vfbench.data import MlxtendSource
 from vfbench.export import export_onnx
@@ -80,9 +86,9 @@ def summarise(records: list[dict]) -> dict:
     }
 
 
-def disagreements(by_verifier: dict[str, list[dict]]) -> dict[str, int]:
+def disagreements(by_verifier: dict[str, list[dict]], methods: dict[str, str]) -> dict[str, int]:
     out = {}
-    names = [n for n in by_verifier if by_verifier[n] and n in COMPLETE]
+    names = [n for n in by_verifier if by_verifier[n] and methods[n] in COMPLETE]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             out[f"{a}/{b}"] = sum(
@@ -99,16 +105,27 @@ def main() -> None:
     p.add_argument("--eps", nargs="+", type=float, default=[0.02, 0.05])
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--timeout", type=float, default=30.0)
-    p.add_argument("--verifiers", nargs="+", default=["bab", "milp", "crown"],
+    p.add_argument("--onnx", nargs="*", default=[], metavar="NAME=PATH",
+                   help="exported models to verify instead of --models")
+    p.add_argument("--verifiers", nargs="*", default=["bab", "milp", "crown"],
                    help="VERIFIERS methods; milp is skipped on models larger than M1")
     p.add_argument("--options", type=json.loads, default={},
                    help='JSON {verifier: {option: value}}, e.g. \'{"milp": {"solver": "highs"}}\'')
+    p.add_argument("--variant", action="append", default=[],
+                   help="NAME=METHOD[:JSON options], repeatable: a named verifier besides "
+                        "--verifiers")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    if args.clock == "cpu":
+        use_cpu_clock()
+    runs = [(name, name, args.options.get(name, {})) for name in args.verifiers]
+    runs += [parse_variant(text) for text in args.variant]
+    methods = {name: method for name, method, _ in runs}
     set_threads(args.threads)
     device = resolve_device(args.device)
     out = args.out or Path(tempfile.mkdtemp(prefix="vfbench-bench-"))
@@ -118,26 +135,30 @@ def main() -> None:
     instances = [(i, data["x_test"][i].astype(np.float32) / np.float32(255),
                   int(data["y_test"][i])) for i in images]
     results = []
-    for arch in args.models:
-        start = time.perf_counter()
-        model, accuracy = train(arch, data, args.epochs, args.seed)
-        print(f"\n{arch}: trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s, "
-              f"test accuracy {accuracy:.3f}")
-        onnx = out / f"{arch}.onnx"
-        export_onnx(model, onnx, torch.from_numpy(data["x_test"][:8]).float() / 255)
+    exported = dict(text.split("=", 1) for text in args.onnx)
+    for arch in exported or args.models:
+        if arch in exported:
+            onnx = Path(exported[arch])
+            print(f"\n{arch}: {onnx}")
+        else:
+            start = time.perf_counter()
+            model, accuracy = train(arch, data, args.epochs, args.seed)
+            print(f"\n{arch}: trained {args.epochs} epochs in {time.perf_counter() - start:.0f} "
+                  f"s, test accuracy {accuracy:.3f}")
+            onnx = out / f"{arch}.onnx"
+            export_onnx(model, onnx, torch.from_numpy(data["x_test"][:8]).float() / 255)
         for eps in args.eps:
             by_verifier = {}
-            for name in args.verifiers:
-                if name == "milp" and arch not in ("net1", "net2", "cnn_4layer"):
+            for name, method, options in runs:
+                if method == "milp" and arch not in ("net1", "net2", "cnn_4layer"):
                     continue
                 journal = out / f"{arch}-{name}-eps{eps}.jsonl"
                 journal.unlink(missing_ok=True)
                 start = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    records = verify_shard(onnx, instances, eps, name,
-                                           args.options.get(name, {}), args.timeout, journal,
-                                           device)
+                    records = verify_shard(onnx, instances, eps, method, options,
+                                           args.timeout, journal, device)
                 wall = time.perf_counter() - start
                 by_verifier[name] = records
                 row = {"model": arch, "eps": eps, "verifier": name, "wall_s": wall,
@@ -148,7 +169,7 @@ def main() -> None:
                       f"{len(records)}  mean {row['mean_s']:.2f} s  median "
                       f"{row['median_s']:.2f} s  total {row['total_s']:.0f} s  "
                       f"(wall {wall:.0f} s)  verified {within}")
-            for pair, count in disagreements(by_verifier).items():
+            for pair, count in disagreements(by_verifier, methods).items():
                 print(f"  eps {eps:<5} disagreements {pair}: {count}")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print(f"\nrecords: {out / 'results.json'}")

@@ -11,7 +11,8 @@ def main() -> None:
     p.add_argument("--model", required=True, help="folded checkpoint .pt")
     p.add_argument("--data", required=True, help="dataset .npz (test images for the check)")
     p.add_argument("--settings-json", type=json_arg, required=True,
-                   help="the config's `export` block, defaults filled in (opset, tolerance)")
+                   help="the config's `export` block, defaults filled in (opset, tolerance, "
+                        "graft_form)")
     p.add_argument("--check-images", type=int, default=256)
     p.add_argument("--out", required=True, help=".onnx")
     p.add_argument("--out-check", required=True, help=".json with the check figures")
@@ -25,7 +26,7 @@ def main() -> None:
     x, _ = load_dataset(args.data).tensors("test", limit=args.check_images)
     settings = args.settings_json
     check = export_onnx(model, args.out, x, opset=settings["opset"],
-                        tolerance=settings["tolerance"],
+                        tolerance=settings["tolerance"], graft_form=settings["graft_form"],
                         metadata={"arch": ckpt["arch"], "config": ckpt["config"]})
     write_json(args.out_check, {"check": check, "export": settings, "arch": ckpt["arch"],
                                 "config": ckpt["config"], "provenance": provenance()})

@@ -11,11 +11,8 @@ records in ``--out``/``<variant>.json``; one cactus plot (instances decided vs s
 
 ``--only`` restricts to instances named ``net:eps:image`` (e.g. ``mnist_256x6:0.05:3``).
 
-``--clock cpu`` makes every timeout and time in the run this process's CPU seconds
-(``time.perf_counter`` replaced by ``time.process_time``): on a shared machine (load 6-12 on 2
-cores) wall seconds give the verifier a fraction of a core, and "30 s on one CPU thread" is
-what the benchmark states. The process runs one torch and one onnxruntime thread, so its CPU
-time is that thread's; a leaf LP's solver subprocess is not counted (none ran on this benchmark).
+``--clock cpu``: every timeout and time in the run is this process's CPU seconds
+(``benchmarks/variants.py``; no leaf LP solver subprocess ran on this benchmark).
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ import argparse
 import csv
 import json
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -32,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from vfbench.data import MlxtendSource
-from vfbench.errors import VfbenchError
 from vfbench.io import atomic_path
 from vfbench.runtime import set_threads
 from vfbench.specs import read_images_csv
@@ -40,6 +37,9 @@ from vfbench.verify.records import read_jsonl
 from vfbench.verify.shard import verify_shard
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from variants import parse_variant, use_cpu_clock  # noqa: E402  (benchmarks/variants.py)
+
 DECIDED = ("verified", "falsified")
 
 
@@ -65,14 +65,6 @@ def references() -> dict[tuple[str, float, int], str]:
     with open(path, newline="") as fh:
         return {(r["net"], float(r["eps"]), int(r["image"])): r["verdict"]
                 for r in csv.DictReader(fh) if r["verdict"] in DECIDED}
-
-
-def parse_variant(text: str) -> tuple[str, str, dict]:
-    name, _, rest = text.partition("=")
-    method, _, options = rest.partition(":")
-    if not name or not method:
-        raise VfbenchError(f"--variant {text!r}: expected NAME=METHOD[:JSON options]")
-    return name, method, json.loads(options) if options else {}
 
 
 def run_variant(method: str, options: dict, todo, x_test, timeout: float, out: Path,
@@ -159,7 +151,7 @@ def main() -> None:
     if not args.variant:
         p.error("give --variant or --summarise")
     if args.clock == "cpu":
-        time.perf_counter = time.process_time
+        use_cpu_clock()
     set_threads(1)
     with tempfile.TemporaryDirectory() as cache:
         x_test = (MlxtendSource().fetch("mnist5k", Path(cache)).arrays["x_test"]

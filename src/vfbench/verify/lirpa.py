@@ -202,6 +202,12 @@ def _constant_as_patches_factor(const: torch.Tensor, A: Patches) -> torch.Tensor
         return const.reshape(())
     if const.dim() == 4 and const.size(0) == 1:
         const = const[0]
+    if const.dim() < 3 and A.patches.dim() in (5, 7):
+        # leading singletons dropped by the import (e.g. a VNNLIB box's scale on a 1-channel
+        # image): back to (C, H, W), the channel broadcast over the pieces' in_c
+        const = const.reshape((1,) * (3 - const.dim()) + tuple(const.shape))
+        if const.shape[-2:] != (1, 1):
+            const = const.expand(A.patches.size(-3), *const.shape[-2:])
     if const.dim() != 3 or A.patches.dim() not in (5, 7):
         return None
     if const.shape[-2:] == (1, 1):  # channel-wise: broadcast against (..., in_c, kh, kw)
@@ -570,13 +576,18 @@ def input_coefficients(bm: BoundedModule, A: dict) -> torch.Tensor:
 
 
 def pre_activation_bias(relu, shape: tuple[int, ...]) -> torch.Tensor:
-    """The bias of the Linear / Conv feeding a ReLU node, flattened to its neurons (zeros for
-    any other node)."""
+    """The bias of the Linear / Conv feeding a ReLU node, or the constant an Add of one adds
+    (the compact form of a dense grafted site: ``vfbench.verify.onnx_compact``), flattened to
+    its neurons (zeros for any other node)."""
     node = relu.inputs[0]
     kind = type(node).__name__
     bias = None
     if kind in ("BoundLinear", "BoundConv") and len(node.inputs) > 2:
         bias = getattr(node.inputs[2], "param", None)
+    if kind == "BoundAdd":
+        constants = [p for p in (getattr(i, "param", None) for i in node.inputs) if p is not None]
+        if len(constants) == 1 and constants[0].numel() == int(np.prod(shape)):
+            bias = constants[0]
     if bias is None:
         return torch.zeros(int(np.prod(shape)))
     bias = bias.detach().reshape(-1)

@@ -13,6 +13,10 @@ names read from those (``/body/body.2/relu1/Relu`` -> ``body.2.relu1``), and ``z
 neurons whose ReLU input is identically 0 (``Relu(Mul(keep, x))`` with keep = 0, or a Gemm/Conv
 output unit with zero weights and bias, as the export writes them: grafted or pruned neurons,
 stable whatever the bounds say).
+
+The export's dense grafted sites (a per-neuron mask after a conv unrolled into a Gemm) are loaded
+as Conv and a per-neuron Mul when their Gemm carries a compact hint that reproduces it bitwise
+(``vfbench.verify.onnx_compact``); counterexamples are still checked on the file (``OrtModel``).
 """
 
 from __future__ import annotations
@@ -308,9 +312,13 @@ def _static_dims(value_info: onnx.ValueInfoProto) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in dims]
 
 
-def load_onnx(path: str | os.PathLike) -> OnnxModel:
+def load_onnx(path: str | os.PathLike, compact: bool = True) -> OnnxModel:
     """Convert the ONNX file at ``path``; an unsupported op or attribute is a VfbenchError naming
-    the node."""
+    the node. Dense grafted sites with a compact hint are loaded in their compact form after it
+    is checked against the file (``vfbench.verify.onnx_compact``; ``compact=False``: as written,
+    the hints still checked)."""
+    from vfbench.verify.onnx_compact import CompactSites
+
     path = Path(path)
     try:
         model = onnx.load(str(path))
@@ -338,7 +346,10 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
     relu_nodes: list[str] = []
     zero_input: list[torch.Tensor | None] = []
     producer: dict[str, onnx.NodeProto] = {}
-    for node in graph.node:
+    sites = CompactSites(model, constants, path, enabled=compact)
+    # lazily, so that a rewrite sees the constants folded from the nodes before it
+    nodes = (n for original in graph.node for n in sites.rewrite(original, constants))
+    for node in nodes:
         where = f"{path}: node {node.name!r} ({node.op_type})"
         missing = [n for n in node.input if n and n not in constants and n not in producer
                    and n != inputs[0].name]
@@ -365,7 +376,8 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
             op = OnnxOp(node, static)
             if node.op_type == "Relu":
                 relu_nodes.append(node.name or out)
-                zero_input.append(_identically_zero(node.input[0], producer, constants))
+                zero_input.append(sites.zero[node.input[0]] if node.input[0] in sites.zero
+                                  else _identically_zero(node.input[0], producer, constants))
             step_inputs = [node.input[0]] if names else list(node.input)
             if node.op_type in _ELEMENTWISE:
                 step_inputs = [_elementwise_constant(n, node, i, constants, buffers)
@@ -380,7 +392,8 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
                        zero_input, buffers)
     module.onnx_path = str(path)
     # auto_LiRPA 0.3's patches mode fails on a Reshape before a Conv (the export's dense form
-    # of a grafted conv site): such a graph is bounded in matrix mode (lirpa.bounded_model).
+    # of a grafted conv site, loaded without its compact hint): such a graph is bounded in
+    # matrix mode (lirpa.bounded_model).
     ops = [s.module.op_type for s in steps]
     module.needs_matrix_mode = "Reshape" in ops and "Conv" in ops[ops.index("Reshape"):]
     module.eval()

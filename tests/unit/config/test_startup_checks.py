@@ -272,3 +272,17 @@ def test_a_name_crossed_with_the_campaigns_own_models_may_miss_on_some():
                                            r".*models lists no cnn_4layer on mnist5k trained "
                                            r"'natural' with transform 'wp'"):
         validate_config(config(models={"M1": "mnist5k/cnn_4layer"}))
+
+
+def test_export_graft_form_reaches_the_export_step_and_a_bad_one_stops_the_dry_run(tmp_path):
+    config = small_campaign()
+    config["export"] = {"graft_form": "sequential"}
+    dry = dry_run(tmp_path, config, "--printshellcmds")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    commands = [line for line in dry.stdout.splitlines() if "export_onnx.py" in line]
+    assert commands and all('"graft_form":"sequential"' in c for c in commands), commands
+    config["export"] = {"graft_form": "dag"}
+    dry = dry_run(tmp_path, config)
+    assert dry.returncode != 0
+    assert re.search(r"export\.graft_form: .*'dag' is not one of \['residual', 'sequential'\]",
+                     dry.stdout + dry.stderr), (dry.stdout + dry.stderr)[-3000:]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from vfbench.errors import VfbenchError
 from vfbench.export import export_onnx, onnxruntime_session
 from vfbench.export_graft import standard_op_form
 from vfbench.fold import fold_batchnorm
@@ -145,3 +146,81 @@ def test_marabou_reads_grafted_and_pruned_exports(tmp_path, case):
     want = onnxruntime_session(path).run(None, {"input": x[:1].numpy()})[0]
     got = network.evaluateWithoutMarabou([x[:1].numpy()])[0]
     assert np.abs(got - want).max() <= 1e-5
+
+
+def grafted_mlp_both_sites():
+    """An MLP with a third of each site's neurons grafted (random slopes and intercepts)."""
+    net = mlp()
+    grafted = {name: graft(net, name, torch.arange(n) % 3 == 0, seed=k)
+               for k, (name, n) in enumerate([("body.3", 16), ("body.6", 8)])}
+    return net, grafted
+
+
+def test_sequential_form_is_a_plain_chain_equal_to_the_model_on_the_unit_box(tmp_path):
+    """graft_form sequential: Flatten/Gemm/Relu only (no Add: what pyNeVer's sequential reader
+    takes), onnxruntime equal to torch on [0, 1] inputs, and the ONNX file says that it is the
+    model on [0, 1]^n only, which is true: far outside it differs."""
+    import onnx
+
+    model, _ = grafted_mlp_both_sites()
+    x = torch.rand(256, *model.input_shape)
+    check = export_onnx(model, tmp_path / "s.onnx", x, graft_form="sequential")
+    assert check["max_abs_diff_onnxruntime"] <= 1e-5 and check["max_graft_shift"] > 0
+    with pytest.raises(VfbenchError, match="shifts .*graft_form residual is exact"):
+        export_onnx(model, tmp_path / "t.onnx", x, graft_form="sequential", tolerance=1e-12)
+    proto = onnx.load(str(tmp_path / "s.onnx"))
+    assert [n.op_type for n in proto.graph.node] == ["Flatten"] + ["Gemm", "Relu"] * 2 + ["Gemm"]
+    assert "ONLY for inputs in [0, 1]^n" in proto.doc_string
+    meta = __import__("json").loads(proto.metadata_props[0].value)
+    assert meta["graft_form"] == "sequential" and meta["valid_input_box"] == [0.0, 1.0]
+    session = onnxruntime_session(tmp_path / "s.onnx")
+    outside = (torch.rand(64, *model.input_shape) * 40 - 20).numpy()
+    with torch.no_grad():
+        far = np.abs(session.run(None, {"input": outside})[0] - model(torch.from_numpy(outside))
+                     .numpy()).max()
+    assert far > 1e-2
+    residual = onnx.load(exported(model, tmp_path, "r.onnx")[0])  # the default stays residual
+    assert "Add" in {n.op_type for n in residual.graph.node} and not residual.doc_string
+
+
+def test_sequential_form_keeps_grafted_neurons_stable_for_crown(tmp_path):
+    """vfbench's CROWN on the sequential export, over the whole input box [0, 1]^n and over a
+    small ball: every grafted neuron's Relu input is > 0 (stable), every pruned one is 0."""
+    from vfbench.verify.verifiers import CrownVerifier
+
+    model, grafted = grafted_mlp_both_sites()
+    pruned = torch.arange(8) % 3 == 1  # also prune three neurons of the second site: a = b = 0
+    with torch.no_grad():
+        site = get_site(model, "body.6")
+        site.set_mask(site.mask + pruned.float())
+        site.a[pruned], site.b[pruned] = 0.0, 0.0
+    x = torch.rand(32, *model.input_shape)
+    export_onnx(model, tmp_path / "s.onnx", x, graft_form="sequential")
+    verifier = CrownVerifier(load_onnx(tmp_path / "s.onnx"), {"pgd_steps": 0})
+    centre = torch.full((1, *model.input_shape), 0.5)
+    for point, eps in ((centre, 0.5), (x[:1], 0.05)):
+        for k, name in enumerate(["body.3", "body.6"]):
+            lower, upper = (b.reshape(-1) for b in
+                            verifier.bounds(point, [0], eps, "crown").pre_activation[k])
+            assert (lower[grafted[name]] > 0).all(), (name, eps)
+        assert (lower[pruned] == 0).all() and (upper[pruned] == 0).all()
+
+
+def test_sequential_form_needs_an_mlp_site(tmp_path):
+    model, _ = grafted_models()[1]  # a per-neuron mask after a conv
+    with pytest.raises(VfbenchError, match="body.1 must sit between two Linear layers"):
+        export_onnx(model, tmp_path / "c.onnx", torch.rand(4, *model.input_shape),
+                    graft_form="sequential")
+    assert not (tmp_path / "c.onnx").exists()
+    with pytest.raises(VfbenchError, match="graft_form 'dag'"):
+        standard_op_form(model, "dag")
+
+
+def test_graft_forms_are_the_schemas():
+    import yaml
+
+    from vfbench.config import SCHEMA_PATH
+    from vfbench.export_graft import GRAFT_FORMS
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert tuple(schema["properties"]["export"]["properties"]["graft_form"]["enum"]) == GRAFT_FORMS

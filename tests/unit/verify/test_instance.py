@@ -140,3 +140,23 @@ def test_random_conjunctions_agree(random_net, tmp_path):
                 assert isinstance(prop, Property) and prop.contains(r.x)
                 assert r.y[1] >= r.y[0] and r.y[2] >= r.y[0]
     assert set(verdicts) == {"sat", "unsat"}, verdicts
+
+
+def test_a_one_channel_conv_net_in_patches_mode(cnn_onnx, tmp_path):
+    """The box's per-pixel scale (1, 8, 8), stored without its leading 1, multiplies the
+    first conv's patches (it was an AssertionError in auto_LiRPA 0.3): crown answers as in
+    matrix mode."""
+    x = torch.rand(64, generator=torch.Generator().manual_seed(0))
+    label = int(OrtModel(cnn_onnx)(x.reshape(1, 1, 8, 8)).argmax())
+    lines = [f"(declare-const X_{i} Real)" for i in range(64)]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(3)]
+    for i, v in enumerate(x.tolist()):
+        lines += [f"(assert (>= X_{i} {max(0.0, v - 0.01):.8f}))",
+                  f"(assert (<= X_{i} {min(1.0, v + 0.01):.8f}))"]
+    lines.append("(assert (or " + " ".join(f"(and (>= Y_{j} Y_{label}))" for j in range(3)
+                                          if j != label) + "))")
+    (tmp_path / "p.vnnlib").write_text("\n".join(lines) + "\n")
+    results = [verify_instance(cnn_onnx, tmp_path / "p.vnnlib", "crown",
+                               {"conv_mode": mode, "pgd_steps": 0}, timeout_s=20)
+               for mode in ("patches", "matrix")]
+    assert results[0].error is None and results[0].result == results[1].result, results

@@ -1,6 +1,7 @@
-"""Marabou as a built-in verifier: it reads what the export step writes (plain, grafted,
-neuron-pruned networks), agrees with branch and bound wherever both decide, and a counterexample
-onnxruntime does not confirm becomes a refined one or ``unknown``, never a crash."""
+"""Marabou as a built-in verifier: it reads what the export step writes (plain, grafted in
+either graft_form, neuron-pruned networks), agrees with branch and bound wherever both decide,
+and a counterexample onnxruntime does not confirm becomes a refined one or ``unknown``, never a
+crash."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ NO_PGD = {"pgd_steps": 0}
 DECIDED = ("verified", "falsified")
 
 
-def _export(model, path, x):
-    export_onnx(model, path, x)  # the export step itself: folded masks, BN normalisation
+def _export(model, path, x, graft_form="residual"):
+    # the export step itself: folded masks, BN normalisation
+    export_onnx(model, path, x, graft_form=graft_form)
     return str(path)
 
 
@@ -55,6 +57,8 @@ def exports(trained_mlp, synthetic, tmp_path_factory):
     return {
         "mlp": (_export(plain, folder / "plain.onnx", x[:64]), images),
         "grafted": (_export(grafted, folder / "grafted.onnx", x[:64]), images),
+        "grafted-sequential": (_export(grafted, folder / "sequential.onnx", x[:64],
+                                       graft_form="sequential"), images[:8]),
         "neuron-pruned": (_export(pruned, folder / "pruned.onnx", x[:64]), images),
         "grafted-cnn": (_export(cnn, folder / "cnn.onnx", cx),
                         [(cx[i], cnn_labels[i], 0.05) for i in range(4)]),
@@ -67,7 +71,8 @@ def _records(name, path, instances, options=None):
             for i, (x, label, eps) in enumerate(instances)]
 
 
-@pytest.mark.parametrize("case", ["mlp", "grafted", "neuron-pruned", "grafted-cnn"])
+@pytest.mark.parametrize("case", ["mlp", "grafted", "grafted-sequential", "neuron-pruned",
+                                  "grafted-cnn"])
 def test_marabou_agrees_with_bab(exports, case):
     path, instances = exports[case]
     bab, marabou = _records("bab", path, instances), _records("marabou", path, instances)
