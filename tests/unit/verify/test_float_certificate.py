@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_onnx_compact import masked_cnn  # noqa: F401  (fixture)
 from test_soundness import WIDE_EPS, _exact_minimum, _wide_net, _worst_vertex
 from test_soundness_stress import _network, _witness_margins
 from torch import nn
@@ -229,3 +230,23 @@ def test_certificate_runs_on_the_campaign_shapes(fixture, synthetic, request):
                                                        assumed_upper_bounds(bounds, 0))
     assert certificate.consistent
     assert torch.allclose(certificate.lower, bounds.lower[0].double(), atol=1e-3)
+
+
+def test_compact_loaded_model_covers_onnxruntime_on_the_dense_file(masked_cnn):  # noqa: F811
+    """A masked CNN loaded compact (Conv * scale + bias for the file's dense Gemms, one part
+    with rounded slopes): onnxruntime's margins on the file lie within the certificate of the
+    compact model at points of a ball (the rounded products are a rounding the Mul's depth
+    charges)."""
+    _, path, xs = masked_cnn
+    module, ort = load_onnx(path), OrtModel(path)
+    assert "Mul" in [s.module.op_type for s in module.steps]  # loaded compact
+    certifier = FloatCertifier(module, "cpu")
+    x = xs[0]
+    label = int(module(x[None]).argmax())
+    others = [j for j in range(module.num_classes) if j != label]
+    for point in _vertices_and_samples(x, 0.05, 3):
+        lower, upper, slack = _point_interval(certifier, module, point, label)
+        logits = ort(point[None].numpy())[0]
+        for row, j in enumerate(others):
+            margin = float(logits[label]) - float(logits[j])
+            assert lower[row] - slack[row] <= margin <= upper[row] + slack[row]
