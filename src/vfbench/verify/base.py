@@ -15,7 +15,9 @@ Writing a verifier (this is how bab, milp and vnncomp plug in):
   ``time.perf_counter()`` value), or override ``decide_batch`` to bound several images at once;
 - available: ``self.model`` (the ONNX model as torch), ``self.bm`` (its auto_LiRPA BoundedModule,
   conv_mode from the options), ``self.ort`` (onnxruntime on the ONNX file), ``self.options``,
-  ``self.device``, ``self.bounds(...)``, ``self.confirm_counterexample(...)``;
+  ``self.device``, ``self.bounds(...)``, ``self.margins_proven(...)`` (decide margins from a
+  root bound: the float32 tolerance, then the float certificate),
+  ``self.confirm_counterexample(...)``;
 - an external tool's answer that cannot be used (e.g. a counterexample onnxruntime does not
   confirm) is ``Decision("unknown", reason=...)``;
 - return ``verified`` only from a sound bound; ``falsified`` only with a counterexample (the
