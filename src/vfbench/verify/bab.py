@@ -11,8 +11,9 @@ z) with beta >= 0 optimised jointly with the alpha slopes (0.3's sparse betas on
 set through ``lirpa.set_split_betas``: ``lirpa`` is the one module that touches 0.3's node
 state). Small nodes' bounds are recomputed per domain first, by
 CROWN with the splits' betas. A root margin is proven by ``Verifier.margins_proven``: above its
-tolerance, or, in (0, tol], by the float certificate (``vfbench.verify.float_certificate``: CROWN
-after the root CROWN, alpha-CROWN after the root alpha-CROWN); those rows are not searched. A
+tolerance, or, in (0, tol] and where every ReLU node is small (``refine_max_neurons``), by the
+float certificate (``vfbench.verify.float_certificate``: CROWN after the root CROWN, alpha-CROWN
+after the root alpha-CROWN); those rows are not searched. A
 domain whose float32 lower bound is above its margin's tolerance (``vfbench.verify.tolerance``;
 domains keep that rule, no certificate per domain), or whose bounds are
 inverted beyond the neurons' tolerances (infeasible), is closed; a non-finite bound is an error,
@@ -576,8 +577,22 @@ class BabVerifier(Verifier):
         crown = self.bounds(x, [label], eps, "crown")
         common = {"bound_method": "crown", "pre_activation": crown.pre_activation}
         lower, tol, where = crown.lower[0], crown.tol[0], f"verifier {self.name}: root"
-        proven = self.margins_proven(x, [label], eps, crown.lower, crown.tol, crown, "crown",
-                                     where, deadline=deadline)[0]
+        # The float certificate (a float64 matrix-mode pass) only where every ReLU node is
+        # small (refine_max_neurons): there it costs less than an alpha-CROWN root (0.4 s on
+        # mnist_256x6) and saves rows whose tol (5-12 there) no domain bound would beat; on
+        # cnn_4layer it cost 3.3 s for a row the search closed anyway (benchmarks/README.md,
+        # deep_mlp). Elsewhere rows in (0, tol] are searched like any other.
+        certify = all(lo[0].numel() <= self.options["refine_max_neurons"]
+                      for lo, _ in crown.pre_activation)
+
+        def margins_proven(bounds_lower, method, **kwargs):
+            if not certify:
+                return tolerance.proven(bounds_lower[0], tol, where) | kwargs.get(
+                    "already", torch.zeros_like(bounds_lower, dtype=torch.bool))[0]
+            return self.margins_proven(x, [label], eps, bounds_lower, tol[None], crown,
+                                       method, where, deadline=deadline, **kwargs)[0]
+
+        proven = margins_proven(crown.lower, "crown")
         if bool(proven.all()):
             return Decision("verified", margin_lb=float(lower.min()), domains=0, depth=0,
                             **common)
@@ -597,10 +612,8 @@ class BabVerifier(Verifier):
                          "optimize_intermediate": False}
         tried = torch.zeros_like(proven)  # rows whose alpha-CROWN certificate failed
         while True:
-            proven = self.margins_proven(x, [label], eps, lower[None], tol[None], crown,
-                                         "alpha_crown", where, alpha_options,
-                                         deadline=deadline, already=proven[None],
-                                         tried=tried[None])[0]
+            proven = margins_proven(lower[None], "alpha_crown", options=alpha_options,
+                                    already=proven[None], tried=tried[None])
             # (the certificate rests on ``crown``'s bounds only: no use trying a row again)
             tried |= lower > 0
             if bool(proven.all()):

@@ -79,6 +79,16 @@ def test_deep_net_is_verified(name, deep):
         assert record["domains"] == 0  # proven at the root, nothing searched
 
 
+def test_bab_leaves_the_certificate_to_small_node_models(deep):
+    """With a ReLU node above refine_max_neurons (a CNN's, where the certificate's float64
+    matrix-mode pass is dear and the search closes rows in (0, tol] anyway), bab searches the
+    rows the float32 rule refuses instead of certifying them."""
+    module, x, label = deep
+    record = VERIFIERS["bab"](module, {**NO_PGD, "refine_max_neurons": 8}, "cpu").verify(
+        x, label, DEEP_EPS, 3.0, image=0)
+    assert record["status"] != "verified" or record["domains"] > 0, record
+
+
 def _ort_margin(ort: OrtModel, point: np.ndarray, label: int, other: int) -> float:
     logits = ort(point.astype(np.float32))[0]
     return float(logits[label]) - float(logits[other])
