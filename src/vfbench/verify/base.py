@@ -188,7 +188,8 @@ class Verifier:
             open_rows &= ~tried
         if whole_image:
             open_rows &= (proven | (lower > 0)).all(dim=1, keepdim=True)
-        if method not in CERTIFIED_METHODS or not supported(self.model):
+        sizes = [lo[0].numel() for lo, _ in bounds.pre_activation]
+        if method not in CERTIFIED_METHODS or not supported(self.model, sizes):
             return proven
         for b in open_rows.any(dim=1).nonzero().flatten().tolist():
             if self._certifier is None:

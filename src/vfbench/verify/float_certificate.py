@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,10 @@ _GAMMA_SLACK = 1.0 + 1e-6
 # (~1e-4 of the terms) can exceed in early layers; the second assumes what the first reached.
 ROUNDS = 2
 CERTIFIED_METHODS = ("crown", "alpha_crown")
+# Its float64 matrix-mode pass grows with the square of the largest ReLU node: 3.3 s on
+# cnn_4layer (3,136 neurons), past a minute and 5 GB per image on conv_big (25,088: bab at a 30 s
+# timeout took 87 s per image); models with a larger node are decided by the float32 rule only.
+MAX_NODE_NEURONS = 4096
 
 
 def _fan_in(op: str, attrs: dict, args: list[torch.Tensor]) -> int:
@@ -131,12 +136,14 @@ class NoisyNetwork(nn.Module):
         return self.model._run(x, absolute=False, noise=list(noise))[0]
 
 
-def supported(model: OnnxModel) -> bool:
+def supported(model: OnnxModel, node_sizes: Sequence[int] = ()) -> bool:
     """The certificate needs every ReLU input computed by a node (not the graph input) and read
-    by one ReLU only (else no separate noise per node)."""
+    by one ReLU only (else no separate noise per node), and no ReLU node (``node_sizes``, when
+    given: their neuron counts) above MAX_NODE_NEURONS (its cost)."""
     names = model.relu_input_names
     computed = {s.output for s in model.steps}
-    return len(set(names)) == len(names) and all(n in computed for n in names)
+    return (len(set(names)) == len(names) and all(n in computed for n in names)
+            and max(node_sizes, default=0) <= MAX_NODE_NEURONS)
 
 
 @dataclass

@@ -89,6 +89,15 @@ def test_bab_leaves_the_certificate_to_small_node_models(deep):
     assert record["status"] != "verified" or record["domains"] > 0, record
 
 
+def test_no_certificate_beyond_the_node_size_cap(deep, monkeypatch):
+    """A ReLU node above MAX_NODE_NEURONS (conv_big's 25,088: minutes per image in float64
+    matrix mode) leaves the margin to the float32 rule: crown no longer verifies the deep net."""
+    module, x, label = deep
+    monkeypatch.setattr(float_certificate, "MAX_NODE_NEURONS", 8)
+    record = VERIFIERS["crown"](module, NO_PGD, "cpu").verify(x, label, DEEP_EPS, 60.0, image=0)
+    assert record["status"] == "unknown", record
+
+
 def _ort_margin(ort: OrtModel, point: np.ndarray, label: int, other: int) -> float:
     logits = ort(point.astype(np.float32))[0]
     return float(logits[label]) - float(logits[other])
