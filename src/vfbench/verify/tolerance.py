@@ -90,7 +90,11 @@ shortcut (plus milp's own tolerance). On deep_mlp's 256x6 net at eps 0.03 the ce
 bound is within 0.06 of CROWN's float32 one and crown verifies 7 of 15 images instead of 1, at
 0.3-0.5 CPU s per certified image (two float64 CROWN passes; benchmarks/README.md,
 "float_certificate"). bab's domains keep the float32 rule (a float64 pass per domain would cost
-more than the domain).
+more than the domain). Two cost gates (measured, benchmarks/README.md "deep_mlp"): no certificate
+on a model with a ReLU node above ``float_certificate.MAX_NODE_NEURONS`` (conv_big's took 81-121 s
+per image), and bab certifies only models whose nodes are all small (``refine_max_neurons``);
+elsewhere its search closes rows in (0, tol] sooner (cnn_4layer: 3.3 s of certificate for a row
+the search closed anyway).
 
 What stays float32 with its RTOL * M widening: bab's domain bounds (beta-CROWN). A leaf LP
 intersects them with the image's float64 CROWN bounds (both contain the exact values), so a
