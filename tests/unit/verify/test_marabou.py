@@ -5,20 +5,16 @@ crash."""
 
 from __future__ import annotations
 
-import copy
 import sys
 
 import numpy as np
 import pytest
 import torch
-from verify_nets import graft_first_site, small_cnn
+from verify_nets import graft_first_site, mlp_variants, small_cnn
 
 from vfbench.errors import VfbenchError
 from vfbench.export import export_onnx
-from vfbench.fold import fold_batchnorm
-from vfbench.models import GraftedReLU, set_site, site_shapes
 from vfbench.properties import robustness_property
-from vfbench.transforms.prune import prunable_units, remove_neurons, select_bn_neurons
 from vfbench.verify.onnx_import import OrtModel, load_onnx
 from vfbench.verify.refine import refine_counterexample
 from vfbench.verify.verifiers import VERIFIERS
@@ -40,14 +36,8 @@ def exports(trained_mlp, synthetic, tmp_path_factory):
     """name -> (ONNX path, instances [(x, label, eps)]) from the real export step."""
     x, y = synthetic
     folder = tmp_path_factory.mktemp("marabou")
-    plain = fold_batchnorm(trained_mlp)[0]
-    grafted = copy.deepcopy(plain)
-    shape = site_shapes(grafted)["body.3"]
-    set_site(grafted, "body.3", GraftedReLU(shape, (torch.arange(shape[0]) % 3 == 0).float(),
-                                            slope=0.5, intercept=0.05))
-    pruned = copy.deepcopy(trained_mlp)
-    remove_neurons(pruned, select_bn_neurons(prunable_units(pruned), 0.3))
-    pruned = fold_batchnorm(pruned)[0]
+    nets = mlp_variants(trained_mlp)
+    plain, grafted, pruned = nets["mlp"], nets["grafted"], nets["neuron-pruned"]
     cnn = small_cnn(seed=1)
     graft_first_site(cnn)  # per-neuron conv mask: the dense form
     images = [(x[i], int(y[i]), eps) for eps in (0.04, 0.06) for i in range(226, 234)]

@@ -3,12 +3,15 @@ by the verification tests (fixtures in conftest.py)."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
 import torch
 
+from vfbench.fold import fold_batchnorm
 from vfbench.models import GraftedReLU, build_model, set_site, site_shapes
+from vfbench.transforms.prune import prunable_units, remove_neurons, select_bn_neurons
 
 SHAPE = (1, 6, 6)
 CLASSES = 3
@@ -56,3 +59,17 @@ def sample_ball(x: torch.Tensor, eps: float, n: int, seed: int = 0) -> torch.Ten
 
 def as_numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy().astype(np.float32)
+
+
+def mlp_variants(trained_mlp) -> dict[str, torch.nn.Module]:
+    """The trained BatchNorm MLP as the export step sees it: plain (BN folded), grafted (a third
+    of the first site's neurons linear, slope 0.5, intercept 0.05) and neuron-pruned (30% by BN
+    scale, then folded)."""
+    plain = fold_batchnorm(trained_mlp)[0]
+    grafted = copy.deepcopy(plain)
+    shape = site_shapes(grafted)["body.3"]
+    set_site(grafted, "body.3", GraftedReLU(shape, (torch.arange(shape[0]) % 3 == 0).float(),
+                                            slope=0.5, intercept=0.05))
+    pruned = copy.deepcopy(trained_mlp)
+    remove_neurons(pruned, select_bn_neurons(prunable_units(pruned), 0.3))
+    return {"mlp": plain, "grafted": grafted, "neuron-pruned": fold_batchnorm(pruned)[0]}
