@@ -12,7 +12,7 @@ records in ``--out``/``<variant>.json``; one cactus plot (instances decided vs s
 ``--only`` restricts to instances named ``net:eps:image`` (e.g. ``mnist_256x6:0.05:3``).
 
 ``--clock cpu``: every timeout and time in the run is this process's CPU seconds
-(``benchmarks/variants.py``; no leaf LP solver subprocess ran on this benchmark).
+(``benchmarks/variants.py``; CBC's CPU seconds included).
 """
 
 from __future__ import annotations
