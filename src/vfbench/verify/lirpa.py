@@ -631,6 +631,31 @@ def set_final_slopes(bm: BoundedModule, relu, alpha: torch.Tensor) -> None:
     relu.alpha_indices = None
 
 
+def set_intermediate_slopes(relu, start: str, alpha: torch.Tensor) -> None:
+    """A ReLU node's lower-relaxation slopes for the bounds of the node named ``start`` (a
+    later ReLU node's input): (2, start node's neurons, batch, *node shape), [0] for their
+    lower bounds, [1] for their upper ones; optimised in place with the final bound's (call
+    after ``set_final_slopes``)."""
+    relu.alpha[start] = alpha.clone().requires_grad_()
+    relu.alpha_lookup_idx[start] = None
+
+
+def intermediate_slopes(bm: BoundedModule, relu) -> dict[str, torch.Tensor]:
+    """A ReLU node's lower-relaxation slopes for the bounds of later nodes, as the last
+    optimisation left them, for the first element of the batch: per start node name,
+    (2, start node's neurons, *node shape), detached (0.3's sparse spec slots expanded)."""
+    out = {}
+    for start, alpha in (getattr(relu, "alpha", None) or {}).items():
+        if start == bm.final_name:
+            continue
+        lookup = (getattr(relu, "alpha_lookup_idx", None) or {}).get(start)
+        alpha = alpha.detach()[:, :, 0]
+        if lookup is not None:
+            alpha = alpha[:, lookup.reshape(-1)]
+        out[start] = alpha.clone()
+    return out
+
+
 def final_slopes(bm: BoundedModule, relu) -> torch.Tensor | None:
     """A ReLU node's lower-relaxation slopes for the final bound as the last optimisation left
     them, (specs, batch, *node shape), detached; None if it has none."""

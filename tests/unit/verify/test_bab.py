@@ -204,6 +204,7 @@ def test_a_killed_bab_shard_resumes_from_its_journal(mlp_onnx, synthetic, tmp_pa
 # --- the options for deeper networks: FSB branching, no per-domain refinement, BaB attack ---
 
 @pytest.mark.parametrize("options", [{"branching": "fsb"}, {"domain_refine": "none"},
+                                     {"domain_refine": "alpha"},
                                      {"attack_every": 1, "domain_batch": "auto"}])
 def test_each_search_option_verifies_what_needs_branching(mlp, synthetic, monkeypatch, options):
     refined, original = [], bab._Search._refine
@@ -218,7 +219,7 @@ def test_each_search_option_verifies_what_needs_branching(mlp, synthetic, monkey
     for r in records:
         assert r["status"] == "verified" and r["margin_lb"] > 0 and r["domains"] > 0
     # Bounds of later nodes are recomputed per domain unless domain_refine is 'none'.
-    assert bool(refined) == (options.get("domain_refine", "crown") == "crown")
+    assert bool(refined) == (options.get("domain_refine", "crown") != "none")
 
 
 def test_fsb_adds_the_babsr_bias_score_picks(mlp, synthetic):
@@ -271,7 +272,7 @@ def test_the_bab_attack_confirms_what_it_finds(mlp, synthetic):
 
 
 def test_search_options_are_checked(mlp):
-    for options, match in (({"domain_refine": "alpha"}, "domain_refine"),
+    for options, match in (({"domain_refine": "beta"}, "domain_refine"),
                            ({"attack_every": -1}, "attack_every"),
                            ({"attack_steps": 0}, "attack_steps"),
                            ({"domain_batch": "many"}, "domain_batch")):
