@@ -6,7 +6,9 @@ timeout) and a strong PGD of our own on the instances none of them falsified (th
 included: a counterexample there is a contradiction). A verdict enters ``reference.csv`` when at
 least one source gives it and none contradicts it; every counterexample (the runs' and PGD's) is
 re-checked here by onnxruntime on the stored ONNX file and against the VNNLIB ball (pixel/255
-+- eps clipped to [0, 1]) before it counts. Two sources that disagree stop the script.
++- eps clipped to [0, 1]) before it counts. Two sources that disagree stop the script. An
+instance no source decides gets, in ``open_after``, the longest time each verifier spent on it
+without a verdict (e.g. ``bab 600 s;milp 600 s``).
 
     .venv/bin/python benchmarks/deep_mlp/reference.py /tmp/runs/*.json \\
         --pgd-steps 100 --pgd-restarts 20
@@ -65,15 +67,22 @@ def main() -> None:
     sessions = {net: onnxruntime_session(HERE / "onnx" / f"{net}.onnx")
                 for net in {t[0] for t in run.instances()}}
     votes: dict[tuple[str, float, int], dict[str, set[str]]] = {}
+    # Per open instance, the longest run of each verifier that left it open.
+    longest_open: dict[tuple[str, float, int], dict[str, float]] = {}
     if args.keep:
         with open(HERE / "reference.csv", newline="") as fh:
             for r in csv.DictReader(fh):
+                key = (r["net"], float(r["eps"]), int(r["image"]))
                 if r["verdict"] in DECIDED:
-                    votes[(r["net"], float(r["eps"]), int(r["image"]))] = {
-                        r["verdict"]: set(r["sources"].split(";"))}
+                    votes[key] = {r["verdict"]: set(r["sources"].split(";"))}
+                for item in filter(None, (r.get("open_after") or "").split(";")):
+                    verifier, seconds, _ = item.split(" ")
+                    longest_open.setdefault(key, {})[verifier] = float(seconds)
     for path in args.records:
         for r in run.load_records(path):
             if r["status"] not in DECIDED:
+                tried = longest_open.setdefault((r["net"], float(r["eps"]), int(r["image"])), {})
+                tried[r["verifier"]] = max(tried.get(r["verifier"], 0.0), r["time_s"])
                 continue
             key = (r["net"], float(r["eps"]), int(r["image"]))
             if r["status"] == "falsified" and not is_counterexample(
@@ -103,8 +112,12 @@ def main() -> None:
         if len(found) > 1:
             raise VfbenchError(f"{key}: sources disagree: {found}")
         verdict = next(iter(found), "none")
+        left_open = "" if found else ";".join(
+            f"{verifier} {seconds:.0f} s"
+            for verifier, seconds in sorted(longest_open.get(key, {}).items()))
         rows.append({"net": net, "eps": eps, "image": image, "label": label,
-                     "verdict": verdict, "sources": ";".join(sorted(found.get(verdict, ())))})
+                     "verdict": verdict, "sources": ";".join(sorted(found.get(verdict, ()))),
+                     "open_after": left_open})
         print(rows[-1], flush=True)
     with atomic_path(HERE / "reference.csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
