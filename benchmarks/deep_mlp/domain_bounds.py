@@ -23,7 +23,6 @@ import torch
 
 from vfbench.data import MlxtendSource
 from vfbench.runtime import set_threads
-from vfbench.verify import bab
 from vfbench.verify.onnx_import import load_onnx
 from vfbench.verify.verifiers import VERIFIERS
 
@@ -36,16 +35,7 @@ CHOICES = ("crown", "alpha")
 
 def search_from_root(model, x, label, eps, options, budget=None):
     verifier = VERIFIERS["bab"](model, {"pgd_steps": 0, **options}, "cpu", name="bab")
-    crown = verifier.bounds(x, [label], eps, "crown")
-    verifier._stop_tol = float(crown.tol.max())
-    verifier._deadline = time.perf_counter() + 3600
-    lower, pre, slopes, inter = verifier._alpha_root(x, label, eps, crown)
-    search = bab._Search(verifier, x, label, eps, verifier._deadline, pre, crown.tol[0],
-                         crown.pre_tol, budget, inter)
-    roots = [bab.Domain(lower=float(lower[j]), order=next(search.counter), spec=j, splits=(),
-                        betas=(), alphas=[s[j] for s in slopes], refined={})
-             for j in range(len(lower)) if lower[j] <= search.tol[j]]
-    return search, roots
+    return verifier.root_search(x, label, eps, time.perf_counter() + 3600, budget)
 
 
 def main() -> None:

@@ -680,13 +680,10 @@ class BabVerifier(Verifier):
             if bool(proven.all()):
                 status = "verified"
                 break
-            search = _Search(self, x, label, eps, deadline, pre, tol, crown.pre_tol, budget,
-                             inter)
+            search, roots = self._search_from(x, label, eps, deadline, crown, budget,
+                                              lower, pre, slopes, inter, ~proven)
             searches.append(search)
-            status = search.run([
-                Domain(lower=float(lower[j]), order=next(search.counter), spec=j, splits=(),
-                       betas=(), alphas=[s[j] for s in slopes], refined={})
-                for j in range(len(lower)) if not proven[j]])
+            status = search.run(roots)
             if status != "budget":
                 break
             # Hard for the cheap root: optimise every layer's bounds (alpha-CROWN in the
@@ -703,6 +700,26 @@ class BabVerifier(Verifier):
             margin_lb = min(v for v in (last.lower_bound(), float(lower.min())) if v is not None)
         return Decision(status, margin_lb=margin_lb, domains=domains, depth=depth,
                         counterexample=last.counterexample if last else None, **common)
+
+    def root_search(self, x, label, eps, deadline, budget=None):
+        """The search ``decide`` starts from its root alpha-CROWN, with the root domains of the
+        rows left open (no certificate, no escalation): to study the search's bounding alone."""
+        crown = self.bounds(x, [label], eps, "crown")
+        self._stop_tol, self._deadline = float(crown.tol.max()), deadline
+        lower, pre, slopes, inter = self._alpha_root(x, label, eps, crown)
+        return self._search_from(x, label, eps, deadline, crown, budget, lower, pre, slopes,
+                                 inter, lower <= crown.tol[0])
+
+    def _search_from(self, x, label, eps, deadline, crown, budget, lower, pre, slopes, inter,
+                     rows):
+        """A search from root bounds ``lower``/``pre`` and slopes, and a root domain per spec
+        row selected by the boolean mask ``rows``."""
+        search = _Search(self, x, label, eps, deadline, pre, crown.tol[0], crown.pre_tol, budget,
+                         inter)
+        roots = [Domain(lower=float(lower[j]), order=next(search.counter), spec=j, splits=(),
+                        betas=(), alphas=[s[j] for s in slopes], refined={})
+                 for j in range(len(lower)) if rows[j]]
+        return search, roots
 
     def _full_alpha_root(self, x, label, eps, lower, pre, slopes):
         """alpha-CROWN with every intermediate layer optimised (on ``self.bm``), combined with

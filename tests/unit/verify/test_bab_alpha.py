@@ -33,16 +33,7 @@ def mlp(mlp_onnx):
 
 def _search(verifier, x, label, budget=None):
     """A search as ``BabVerifier.decide`` starts it (root alpha-CROWN), and its root domains."""
-    crown = verifier.bounds(x, [label], EPS, "crown")
-    verifier._stop_tol = float(crown.tol.max())
-    verifier._deadline = time.perf_counter() + 30
-    lower, pre, slopes, inter = verifier._alpha_root(x, label, EPS, crown)
-    search = bab._Search(verifier, x, label, EPS, verifier._deadline, pre, crown.tol[0],
-                         crown.pre_tol, budget, inter)
-    roots = [bab.Domain(lower=float(lower[j]), order=next(search.counter), spec=j, splits=(),
-                        betas=(), alphas=[s[j] for s in slopes], refined={})
-             for j in range(len(lower))]
-    return search, roots
+    return verifier.root_search(x, label, EPS, time.perf_counter() + 30, budget)
 
 
 def test_alpha_agrees_with_milp_and_no_attack_breaks_it(mlp, mlp_onnx, synthetic, monkeypatch):
