@@ -80,11 +80,11 @@ def main() -> None:
                     longest_open.setdefault(key, {})[verifier] = float(seconds)
     for path in args.records:
         for r in run.load_records(path):
+            key = (r["net"], float(r["eps"]), int(r["image"]))
             if r["status"] not in DECIDED:
-                tried = longest_open.setdefault((r["net"], float(r["eps"]), int(r["image"])), {})
+                tried = longest_open.setdefault(key, {})
                 tried[r["verifier"]] = max(tried.get(r["verifier"], 0.0), r["time_s"])
                 continue
-            key = (r["net"], float(r["eps"]), int(r["image"]))
             if r["status"] == "falsified" and not is_counterexample(
                     sessions[r["net"]], r["counterexample"], x_test[key[2]], r["label"], key[1]):
                 raise VfbenchError(f"{path}: {key}: counterexample not confirmed by onnxruntime")
